@@ -1,0 +1,636 @@
+//! The quorum coordinator: how a client request becomes replica reads and writes.
+//!
+//! Any node coordinates a read. A write is *ordered* by a replica of its key — the
+//! replica assigns the write's dot from the key's full local state (see
+//! `ringkv_storage::key_state`) — so a node outside the preference list forwards writes
+//! to the first live replica. From there:
+//!
+//! - [`Coordinator::put`]: apply locally, send the new state to the other N-1 replicas in
+//!   parallel, and answer once W copies (this one included) are stored. A replica that is
+//!   down or fails is replaced by the next live node after the preference list, which
+//!   stores the copy as a *hint* for it (sloppy quorum). Replication keeps going in the
+//!   background after the answer, so slow replicas still get the write.
+//! - [`Coordinator::get`]: ask all N replicas, answer once R replied with the merge of
+//!   their states, then keep collecting until the deadline and send the merged state to
+//!   every replica found stale (read repair).
+//!
+//! Placement (which nodes) comes from `ringkv_ring`; how many must answer is decided
+//! here. The two never mix.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringkv_client::proto;
+use ringkv_ring::{NodeId, PreferenceList, Ring};
+use ringkv_storage::{
+    record, ContextError, Key, KeyState, LimitError, VersionVector, Write, SIBLINGS_WARN,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::local_store::StoreError;
+use crate::node_core::NodeCore;
+
+/// Why a client request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Key or value outside the limits.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// The context is not one this cluster produced.
+    #[error("malformed context: {0}")]
+    Context(#[from] ContextError),
+    /// R or W out of range.
+    #[error("{what}={got} is outside 1..={n}: the cluster keeps n={n} replicas")]
+    BadQuorum {
+        /// `r` or `w`.
+        what: &'static str,
+        /// Requested value.
+        got: u32,
+        /// Replica count.
+        n: u8,
+    },
+    /// Requested timeout too long.
+    #[error("timeout of {got_ms} ms is above the limit of {max_ms} ms")]
+    TimeoutTooLong {
+        /// Requested.
+        got_ms: u64,
+        /// Limit.
+        max_ms: u64,
+    },
+    /// Not enough replicas answered in time.
+    #[error("{op} quorum not met: {replied} of {needed} replicas answered within {timeout_ms} ms{detail}")]
+    QuorumNotMet {
+        /// `read` or `write`.
+        op: &'static str,
+        /// Replicas that answered.
+        replied: usize,
+        /// Replicas required.
+        needed: u8,
+        /// The request's time budget.
+        timeout_ms: u64,
+        /// The first failure seen, if any, for the log line.
+        detail: String,
+    },
+    /// No replica of the key could order a write.
+    #[error("no replica of the key is reachable to order the write (tried {tried})")]
+    NoReplicaReachable {
+        /// Nodes tried, comma-separated.
+        tried: String,
+    },
+    /// A forwarded write reached a node that is not a replica in its view.
+    #[error("node {node} is not a replica of this key in its ring view")]
+    NotReplica {
+        /// This node.
+        node: NodeId,
+    },
+    /// The ring is empty.
+    #[error("the cluster has no members")]
+    EmptyRing,
+    /// A replica answered with bytes that are not a valid state.
+    #[error("replica {node} sent an invalid state: {reason}")]
+    BadReplicaState {
+        /// The replica.
+        node: NodeId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The local store failed.
+    #[error("local storage: {0}")]
+    Store(#[from] StoreError),
+    /// A node this write was forwarded to answered with an error.
+    #[error("{}", .0.message())]
+    Remote(tonic::Status),
+}
+
+/// A resolved write (put or delete), validated.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    /// The key.
+    pub key: Key,
+    /// The value, or `None` to delete.
+    pub value: Option<Bytes>,
+    /// What the client had seen.
+    pub context: VersionVector,
+    /// The raw context bytes, to forward unchanged.
+    pub context_bytes: Bytes,
+    /// Copies that must be stored before answering.
+    pub w: u8,
+    /// The client's consistency request, to forward unchanged.
+    pub consistency: Option<proto::Consistency>,
+    /// Time budget.
+    pub timeout: Duration,
+    /// Expiry after the write, if any.
+    pub ttl: Option<Duration>,
+    /// Whether another node forwarded this write here.
+    pub forwarded: bool,
+}
+
+/// The answer to a write.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    /// Context covering the write.
+    pub context: Bytes,
+    /// Copies stored when answering.
+    pub acks: usize,
+}
+
+/// The answer to a read.
+#[derive(Debug, Clone)]
+pub struct ReadOutcome {
+    /// Merged state of the replicas that answered.
+    pub state: KeyState,
+    /// Replicas that answered before the reply.
+    pub replied: usize,
+}
+
+/// Runs client requests against the cluster.
+#[derive(Clone)]
+pub struct Coordinator {
+    core: Arc<NodeCore>,
+}
+
+type ReplicaReply = (NodeId, Result<KeyState, String>);
+
+impl Coordinator {
+    /// A coordinator over a node's shared state.
+    pub fn new(core: Arc<NodeCore>) -> Coordinator {
+        Coordinator { core }
+    }
+
+    /// The shared node state.
+    pub fn core(&self) -> &Arc<NodeCore> {
+        &self.core
+    }
+
+    fn preference_list(&self, ring: &Ring, key: &Key) -> Result<PreferenceList, RequestError> {
+        if ring.physical_node_count() == 0 {
+            return Err(RequestError::EmptyRing);
+        }
+        Ok(ring.preference_list(key.position(), self.core.config.replicas))
+    }
+
+    /// Reads `key` from `r` replicas.
+    pub async fn get(
+        &self,
+        key: Key,
+        r: u8,
+        timeout: Duration,
+    ) -> Result<ReadOutcome, RequestError> {
+        let deadline = Instant::now() + timeout;
+        let ring = self.core.membership.ring();
+        let pref = self.preference_list(&ring, &key)?;
+        let (tx, mut rx) = mpsc::channel::<ReplicaReply>(pref.len());
+        for node in pref.iter() {
+            let tx = tx.clone();
+            let this = self.clone();
+            let (node, key) = (node.clone(), key.clone());
+            tokio::spawn(async move {
+                let reply = this.read_replica(&node, &key, deadline).await;
+                let _ = tx.send((node, reply)).await;
+            });
+        }
+        drop(tx);
+
+        let mut replies: Vec<(NodeId, KeyState)> = Vec::with_capacity(pref.len());
+        let mut first_error = String::new();
+        let mut merged = KeyState::new();
+        while replies.len() < usize::from(r) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((node, Ok(state)))) => {
+                    merged.merge(&state);
+                    replies.push((node, state));
+                }
+                Ok(Some((node, Err(e)))) => {
+                    if first_error.is_empty() {
+                        first_error = format!(": {node}: {e}");
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let replied = replies.len();
+        if replied < usize::from(r) {
+            return Err(RequestError::QuorumNotMet {
+                op: "read",
+                replied,
+                needed: r,
+                timeout_ms: timeout.as_millis() as u64,
+                detail: first_error,
+            });
+        }
+        let siblings = merged.visible(self.core.clock.wall_ms()).count();
+        if siblings > SIBLINGS_WARN {
+            self.core.metrics.sibling_explosions.inc();
+            tracing::warn!(key = ?key, siblings, "key has many siblings: resolve them with a context");
+        }
+        let repair = self.clone();
+        tokio::spawn(async move { repair.read_repair(key, replies, rx, deadline).await });
+        Ok(ReadOutcome {
+            state: merged,
+            replied,
+        })
+    }
+
+    async fn read_replica(
+        &self,
+        node: &NodeId,
+        key: &Key,
+        deadline: Instant,
+    ) -> Result<KeyState, String> {
+        if node == self.core.me() {
+            return self
+                .core
+                .store
+                .get(key.clone())
+                .await
+                .map(Option::unwrap_or_default)
+                .map_err(|e| e.to_string());
+        }
+        if !self.core.membership.is_alive(node) {
+            return Err("down".to_owned());
+        }
+        let address = self.core.membership.address(node).ok_or("no address")?;
+        let mut client = self.core.peers.replica(node, address);
+        let request = proto::ReplicaReadRequest {
+            key: key.bytes().clone(),
+        };
+        let answer = tokio::time::timeout_at(deadline, client.read(request)).await;
+        match answer {
+            Ok(Ok(response)) => {
+                self.core.membership.report(node, true);
+                let bytes = response.into_inner().state;
+                if bytes.is_empty() {
+                    return Ok(KeyState::new());
+                }
+                record::decode(&bytes).map_err(|e| format!("invalid state: {e}"))
+            }
+            Ok(Err(status)) => {
+                self.replica_failed(node, &status);
+                Err(status.message().to_owned())
+            }
+            Err(_) => {
+                self.core.metrics.replica_rpc_errors.inc();
+                Err("timed out".to_owned())
+            }
+        }
+    }
+
+    fn replica_failed(&self, node: &NodeId, status: &tonic::Status) {
+        self.core.metrics.replica_rpc_errors.inc();
+        if status.code() == tonic::Code::Unavailable {
+            self.core.membership.report(node, false);
+        }
+    }
+
+    /// Waits for the remaining replies, then sends the merge of all to stale replicas.
+    async fn read_repair(
+        &self,
+        key: Key,
+        mut replies: Vec<(NodeId, KeyState)>,
+        mut rx: mpsc::Receiver<ReplicaReply>,
+        deadline: Instant,
+    ) {
+        while let Ok(Some((node, reply))) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            if let Ok(state) = reply {
+                replies.push((node, state));
+            }
+        }
+        let mut merged = KeyState::new();
+        for (_, state) in &replies {
+            merged.merge(state);
+        }
+        let stale: Vec<NodeId> = replies
+            .into_iter()
+            .filter(|(_, s)| *s != merged)
+            .map(|(n, _)| n)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let encoded = Bytes::from(record::encode(&merged));
+        for node in stale {
+            let repaired = self
+                .store_copy(
+                    &node,
+                    &key,
+                    &merged,
+                    &encoded,
+                    None,
+                    Instant::now() + self.core.config.request_timeout,
+                )
+                .await;
+            if repaired.is_ok() {
+                self.core.metrics.read_repairs.inc();
+                tracing::debug!(%node, ?key, "read repair");
+            }
+        }
+    }
+
+    /// Writes (or deletes) through a replica of the key.
+    pub async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, RequestError> {
+        let ring = self.core.membership.ring();
+        let pref = self.preference_list(&ring, &request.key)?;
+        if !pref.contains(self.core.me()) {
+            if request.forwarded {
+                return Err(RequestError::NotReplica {
+                    node: self.core.me().clone(),
+                });
+            }
+            return self.forward(&pref, request).await;
+        }
+        let deadline = Instant::now() + request.timeout;
+        let hlc = self.core.clock.hlc_now();
+        let expires_at_ms = request
+            .ttl
+            .map(|ttl| self.core.clock.wall_ms() + ttl.as_millis() as u64);
+        let actor = self.core.actor;
+        let context = request.context.clone();
+        let value = request.value.clone();
+        let state = self
+            .core
+            .store
+            .update(request.key.clone(), move |s| {
+                s.put(
+                    actor,
+                    &context,
+                    Write {
+                        value: value.clone(),
+                        hlc,
+                        expires_at_ms,
+                    },
+                );
+            })
+            .await?;
+        let acks = 1 + self
+            .replicate(
+                &ring,
+                &pref,
+                &request.key,
+                &state,
+                request.w.saturating_sub(1),
+                deadline,
+            )
+            .await?;
+        if acks < usize::from(request.w) {
+            return Err(RequestError::QuorumNotMet {
+                op: "write",
+                replied: acks,
+                needed: request.w,
+                timeout_ms: request.timeout.as_millis() as u64,
+                detail: String::new(),
+            });
+        }
+        Ok(WriteOutcome {
+            context: Bytes::from(state.context().encode()),
+            acks,
+        })
+    }
+
+    /// Sends `state` to the other replicas (or stand-ins) and waits for `needed` of them.
+    async fn replicate(
+        &self,
+        ring: &Ring,
+        pref: &PreferenceList,
+        key: &Key,
+        state: &KeyState,
+        needed: u8,
+        deadline: Instant,
+    ) -> Result<usize, RequestError> {
+        let targets: Vec<NodeId> = pref
+            .iter()
+            .filter(|n| *n != self.core.me())
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            return Ok(0);
+        }
+        let membership = &self.core.membership;
+        let fallbacks: VecDeque<NodeId> = ring
+            .fallbacks(key.position(), self.core.config.replicas)
+            .filter(|n| membership.is_alive(n))
+            .cloned()
+            .collect();
+        let fallbacks = Arc::new(Mutex::new(fallbacks));
+        let encoded = Bytes::from(record::encode(state));
+        let (tx, mut rx) = mpsc::channel::<bool>(targets.len());
+        for target in targets {
+            let (tx, this, fallbacks) = (tx.clone(), self.clone(), Arc::clone(&fallbacks));
+            let (key, state, encoded) = (key.clone(), state.clone(), encoded.clone());
+            // Each copy runs to completion even after the client has its answer, bounded
+            // by the replica timeout.
+            let replica_deadline = Instant::now() + self.core.config.request_timeout;
+            tokio::spawn(async move {
+                let stored = this
+                    .store_copy_or_hint(
+                        &target,
+                        &key,
+                        &state,
+                        &encoded,
+                        &fallbacks,
+                        replica_deadline,
+                    )
+                    .await;
+                let _ = tx.send(stored).await;
+            });
+        }
+        drop(tx);
+        let mut acks = 0usize;
+        while acks < usize::from(needed) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(true)) => acks += 1,
+                Ok(Some(false)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(acks)
+    }
+
+    /// Stores a copy on `target`, or on a stand-in with a hint for it. Returns whether a
+    /// copy that counts towards W was stored.
+    async fn store_copy_or_hint(
+        &self,
+        target: &NodeId,
+        key: &Key,
+        state: &KeyState,
+        encoded: &Bytes,
+        fallbacks: &Mutex<VecDeque<NodeId>>,
+        deadline: Instant,
+    ) -> bool {
+        if self.core.membership.is_alive(target)
+            && self
+                .store_copy(target, key, state, encoded, None, deadline)
+                .await
+                .is_ok()
+        {
+            return true;
+        }
+        loop {
+            let next = fallbacks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            let Some(stand_in) = next else { break };
+            if self
+                .store_copy(&stand_in, key, state, encoded, Some(target), deadline)
+                .await
+                .is_ok()
+            {
+                self.core.metrics.hinted_writes.inc();
+                return true;
+            }
+        }
+        // No stand-in took it: keep the hint here so the write still reaches its home.
+        // It does not count towards W: this node already holds a copy.
+        if let Err(e) = self
+            .core
+            .store
+            .put_hint(target.clone(), key.clone(), state.clone())
+            .await
+        {
+            tracing::error!(%target, ?key, error = %e, "could not store a hint");
+        }
+        false
+    }
+
+    /// Sends one state to one node (to its store, or its hint store for `hint_for`).
+    async fn store_copy(
+        &self,
+        node: &NodeId,
+        key: &Key,
+        state: &KeyState,
+        encoded: &Bytes,
+        hint_for: Option<&NodeId>,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        if node == self.core.me() {
+            let result = match hint_for {
+                Some(target) => {
+                    self.core
+                        .store
+                        .put_hint(target.clone(), key.clone(), state.clone())
+                        .await
+                }
+                None => self
+                    .core
+                    .store
+                    .merge(key.clone(), state.clone())
+                    .await
+                    .map(|_| ()),
+            };
+            return result.map_err(|e| e.to_string());
+        }
+        let address = self.core.membership.address(node).ok_or("no address")?;
+        let mut client = self.core.peers.replica(node, address);
+        let request = proto::ReplicaMergeRequest {
+            key: key.bytes().clone(),
+            state: encoded.clone(),
+            hint_for: hint_for.map(|t| t.to_string()).unwrap_or_default(),
+        };
+        match tokio::time::timeout_at(deadline, client.merge(request)).await {
+            Ok(Ok(_)) => {
+                self.core.membership.report(node, true);
+                Ok(())
+            }
+            Ok(Err(status)) => {
+                self.replica_failed(node, &status);
+                Err(status.message().to_owned())
+            }
+            Err(_) => {
+                self.core.metrics.replica_rpc_errors.inc();
+                self.core.membership.report(node, false);
+                Err("timed out".to_owned())
+            }
+        }
+    }
+
+    /// Hands a write to the first reachable replica of its key.
+    async fn forward(
+        &self,
+        pref: &PreferenceList,
+        request: WriteRequest,
+    ) -> Result<WriteOutcome, RequestError> {
+        let deadline = Instant::now() + request.timeout;
+        let membership = &self.core.membership;
+        // Live replicas first, then the others in case the failure detector is wrong.
+        let mut order: Vec<&NodeId> = pref.iter().filter(|n| membership.is_alive(n)).collect();
+        order.extend(pref.iter().filter(|n| !membership.is_alive(n)));
+        let mut tried = Vec::new();
+        for node in order {
+            tried.push(node.to_string());
+            let Some(address) = membership.address(node) else {
+                continue;
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let mut client = self.core.peers.kv(node, address);
+            let timeout_ms = remaining.as_millis().max(1) as u32;
+            let answer = match &request.value {
+                Some(value) => {
+                    let put = proto::PutRequest {
+                        key: request.key.bytes().clone(),
+                        value: value.clone(),
+                        context: request.context_bytes.clone(),
+                        consistency: request.consistency,
+                        timeout_ms,
+                        ttl_ms: request.ttl.map(|t| t.as_millis() as u64).unwrap_or(0),
+                        forwarded: true,
+                    };
+                    tokio::time::timeout_at(deadline, client.put(put))
+                        .await
+                        .map(|r| {
+                            r.map(|ok| {
+                                let ok = ok.into_inner();
+                                (ok.context, ok.replicas_acked)
+                            })
+                        })
+                }
+                None => {
+                    let delete = proto::DeleteRequest {
+                        key: request.key.bytes().clone(),
+                        context: request.context_bytes.clone(),
+                        consistency: request.consistency,
+                        timeout_ms,
+                        forwarded: true,
+                    };
+                    tokio::time::timeout_at(deadline, client.delete(delete))
+                        .await
+                        .map(|r| r.map(|ok| (Bytes::new(), ok.into_inner().replicas_acked)))
+                }
+            };
+            match answer {
+                Ok(Ok((context, acks))) => {
+                    membership.report(node, true);
+                    return Ok(WriteOutcome {
+                        context,
+                        acks: acks as usize,
+                    });
+                }
+                // Unreachable: try the next replica. Any other answer is the replica's
+                // verdict on the write and goes back to the client as it is.
+                Ok(Err(status))
+                    if status.code() == tonic::Code::Unavailable
+                        && is_transport_failure(&status) =>
+                {
+                    self.replica_failed(node, &status);
+                }
+                Ok(Err(status)) => return Err(RequestError::Remote(status)),
+                Err(_) => break,
+            }
+        }
+        Err(RequestError::NoReplicaReachable {
+            tried: tried.join(", "),
+        })
+    }
+}
+
+/// Whether an UNAVAILABLE status came from the connection rather than from the peer's
+/// own answer (which always carries our error text).
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    !status.message().contains("quorum not met")
+        && !status.message().contains("no replica of the key")
+}

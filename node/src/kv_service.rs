@@ -1,0 +1,318 @@
+//! The client API: validation, quorum resolution, metrics and error mapping around the
+//! [`Coordinator`].
+//!
+//! Everything a client sends is checked here before any replica is contacted; every
+//! failure leaves as a gRPC status whose message names what was wrong.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringkv_client::proto::{self, kv_server::Kv};
+use ringkv_storage::{Key, VersionVector};
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use crate::config::REQUEST_TIMEOUT_MAX;
+use crate::coordinator::{Coordinator, RequestError, WriteRequest};
+use crate::metrics::{Op, Outcome};
+
+/// Serves the client API.
+pub struct KvService {
+    coordinator: Coordinator,
+}
+
+impl KvService {
+    /// A service running requests through `coordinator`.
+    pub fn new(coordinator: Coordinator) -> KvService {
+        KvService { coordinator }
+    }
+
+    fn key(&self, bytes: Bytes) -> Result<Key, RequestError> {
+        Ok(self.coordinator.core().config.limits.key(bytes)?)
+    }
+
+    fn timeout(&self, timeout_ms: u32) -> Result<Duration, RequestError> {
+        if timeout_ms == 0 {
+            return Ok(self.coordinator.core().config.request_timeout);
+        }
+        let timeout = Duration::from_millis(u64::from(timeout_ms));
+        if timeout > REQUEST_TIMEOUT_MAX {
+            return Err(RequestError::TimeoutTooLong {
+                got_ms: u64::from(timeout_ms),
+                max_ms: REQUEST_TIMEOUT_MAX.as_millis() as u64,
+            });
+        }
+        Ok(timeout)
+    }
+
+    fn quorum(
+        &self,
+        consistency: Option<proto::Consistency>,
+        what: &'static str,
+        default: u8,
+    ) -> Result<u8, RequestError> {
+        resolve_quorum(
+            consistency,
+            what,
+            default,
+            self.coordinator.core().config.replicas,
+        )
+    }
+
+    fn record<T>(&self, op: Op, started: Instant, result: &Result<T, RequestError>) {
+        let outcome = match result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => match status(e).code() {
+                tonic::Code::InvalidArgument => Outcome::Invalid,
+                tonic::Code::Unavailable => Outcome::Unavailable,
+                _ => Outcome::Error,
+            },
+        };
+        self.coordinator.core().metrics.observe_request(
+            op,
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+    }
+
+    async fn write(&self, request: WriteRequest) -> Result<proto::PutResponse, RequestError> {
+        let outcome = self.coordinator.write(request).await?;
+        Ok(proto::PutResponse {
+            context: outcome.context,
+            replicas_acked: outcome.acks as u32,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_request(
+        &self,
+        key: Bytes,
+        value: Option<Bytes>,
+        context: Bytes,
+        consistency: Option<proto::Consistency>,
+        timeout_ms: u32,
+        ttl_ms: u64,
+        forwarded: bool,
+    ) -> Result<WriteRequest, RequestError> {
+        let core = self.coordinator.core();
+        let key = self.key(key)?;
+        if let Some(value) = &value {
+            core.config.limits.check_value(value)?;
+        }
+        Ok(WriteRequest {
+            key,
+            value,
+            context: VersionVector::decode(&context)?,
+            context_bytes: context,
+            w: self.quorum(consistency, "w", core.config.write_quorum)?,
+            consistency,
+            timeout: self.timeout(timeout_ms)?,
+            ttl: (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms)),
+            forwarded,
+        })
+    }
+}
+
+/// Turns a requested consistency level into a replica count in `1..=n`.
+pub fn resolve_quorum(
+    consistency: Option<proto::Consistency>,
+    what: &'static str,
+    default: u8,
+    n: u8,
+) -> Result<u8, RequestError> {
+    let Some(consistency) = consistency else {
+        return Ok(default);
+    };
+    let count = match proto::Level::try_from(consistency.level).unwrap_or(proto::Level::Default) {
+        proto::Level::Default => return Ok(default),
+        proto::Level::One => 1,
+        proto::Level::Quorum => u32::from(n) / 2 + 1,
+        proto::Level::All => u32::from(n),
+        proto::Level::Count => consistency.count,
+    };
+    if count == 0 || count > u32::from(n) {
+        return Err(RequestError::BadQuorum {
+            what,
+            got: count,
+            n,
+        });
+    }
+    Ok(count as u8)
+}
+
+/// The gRPC status for a request error.
+pub fn status(error: &RequestError) -> Status {
+    let message = error.to_string();
+    match error {
+        RequestError::Limit(_)
+        | RequestError::Context(_)
+        | RequestError::BadQuorum { .. }
+        | RequestError::TimeoutTooLong { .. } => Status::invalid_argument(message),
+        RequestError::QuorumNotMet { .. }
+        | RequestError::NoReplicaReachable { .. }
+        | RequestError::EmptyRing => Status::unavailable(message),
+        RequestError::NotReplica { .. } => Status::failed_precondition(message),
+        RequestError::BadReplicaState { .. } | RequestError::Store(_) => Status::internal(message),
+        RequestError::Remote(status) => status.clone(),
+    }
+}
+
+fn sibling(s: &ringkv_storage::Sibling) -> proto::Sibling {
+    proto::Sibling {
+        value: s.value().cloned().unwrap_or_default(),
+        hlc: s.hlc().raw(),
+        expires_at_ms: s.expires_at_ms(),
+        dot: s.dot().to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn get(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::GetResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let result = async {
+            let key = self.key(request.key)?;
+            let r = self.quorum(
+                request.consistency,
+                "r",
+                self.coordinator.core().config.read_quorum,
+            )?;
+            let timeout = self.timeout(request.timeout_ms)?;
+            self.coordinator.get(key, r, timeout).await
+        }
+        .await;
+        self.record(Op::Get, started, &result);
+        let outcome = result.map_err(|e| status(&e))?;
+        let now_ms = self.coordinator.core().clock.wall_ms();
+        Ok(Response::new(proto::GetResponse {
+            siblings: outcome.state.visible(now_ms).map(sibling).collect(),
+            context: Bytes::from(outcome.state.context().encode()),
+            replicas_replied: outcome.replied as u32,
+        }))
+    }
+
+    async fn put(
+        &self,
+        request: Request<proto::PutRequest>,
+    ) -> Result<Response<proto::PutResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let result = async {
+            let write = self.write_request(
+                r.key,
+                Some(r.value),
+                r.context,
+                r.consistency,
+                r.timeout_ms,
+                r.ttl_ms,
+                r.forwarded,
+            )?;
+            self.write(write).await
+        }
+        .await;
+        self.record(Op::Put, started, &result);
+        result.map(Response::new).map_err(|e| status(&e))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<proto::DeleteRequest>,
+    ) -> Result<Response<proto::DeleteResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let result = async {
+            let write = self.write_request(
+                r.key,
+                None,
+                r.context,
+                r.consistency,
+                r.timeout_ms,
+                0,
+                r.forwarded,
+            )?;
+            self.write(write).await
+        }
+        .await;
+        self.record(Op::Delete, started, &result);
+        result
+            .map(|ok| {
+                Response::new(proto::DeleteResponse {
+                    replicas_acked: ok.replicas_acked,
+                })
+            })
+            .map_err(|e| status(&e))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<proto::StatusRequest>,
+    ) -> Result<Response<proto::StatusResponse>, Status> {
+        let core = self.coordinator.core();
+        let ring = core.membership.ring();
+        let shares = ring.replica_share(core.config.replicas);
+        let hints: std::collections::BTreeMap<_, _> = core
+            .store
+            .hint_counts()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_iter()
+            .collect();
+        let members = ring
+            .members()
+            .iter()
+            .map(|m| proto::MemberStatus {
+                id: m.id.to_string(),
+                address: core
+                    .membership
+                    .address(&m.id)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                vnodes: u32::from(m.vnodes),
+                zone: m.zone.clone().unwrap_or_default(),
+                state: "up".to_owned(),
+                alive: core.membership.is_alive(&m.id),
+                generation: 0,
+                ownership_share: shares.get(&m.id).copied().unwrap_or(0.0),
+                hints_pending: hints.get(&m.id).copied().unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(proto::StatusResponse {
+            node_id: core.me().to_string(),
+            cluster_name: core.config.cluster_name.clone(),
+            replicas: u32::from(core.config.replicas),
+            members,
+            key_bytes_max: core.config.limits.key_bytes_max(),
+            value_bytes_max: core.config.limits.value_bytes_max(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(level: proto::Level, count: u32, expected: Result<u8, ()>) {
+        let consistency = proto::Consistency {
+            level: level as i32,
+            count,
+        };
+        let got = resolve_quorum(Some(consistency), "w", 2, 3).map_err(|_| ());
+        assert_eq!(got, expected, "{level:?} {count}");
+    }
+
+    #[test]
+    fn quorum_levels() {
+        check(proto::Level::Default, 0, Ok(2));
+        check(proto::Level::One, 0, Ok(1));
+        check(proto::Level::Quorum, 0, Ok(2));
+        check(proto::Level::All, 0, Ok(3));
+        check(proto::Level::Count, 3, Ok(3));
+        check(proto::Level::Count, 4, Err(()));
+        check(proto::Level::Count, 0, Err(()));
+        assert_eq!(resolve_quorum(None, "r", 2, 3).ok(), Some(2));
+    }
+}

@@ -1,0 +1,131 @@
+//! The local engine as seen from async code.
+//!
+//! Engines are synchronous (RocksDB blocks on I/O and fsync), so every call runs on
+//! tokio's blocking pool. This wrapper is the only place that does that, which keeps the
+//! rest of the node free of `spawn_blocking` and gives one spot to change the policy.
+
+use std::sync::Arc;
+
+use ringkv_ring::{NodeId, Position};
+use ringkv_storage::{Durability, Engine, EngineError, Key, KeyState};
+
+/// Errors from the local store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The blocking task died (a panic in the engine, or runtime shutdown).
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+/// An engine shared by the node's tasks.
+#[derive(Clone)]
+pub struct LocalStore {
+    engine: Arc<dyn Engine>,
+    durability: Durability,
+}
+
+impl LocalStore {
+    /// Wraps an engine; writes use `durability`.
+    pub fn new(engine: Arc<dyn Engine>, durability: Durability) -> LocalStore {
+        LocalStore { engine, durability }
+    }
+
+    /// The engine itself, for synchronous use at startup.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Engine, Durability) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let engine = Arc::clone(&self.engine);
+        let durability = self.durability;
+        tokio::task::spawn_blocking(move || f(engine.as_ref(), durability))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(StoreError::from)
+    }
+
+    /// The stored state of a key.
+    pub async fn get(&self, key: Key) -> Result<Option<KeyState>, StoreError> {
+        self.run(move |e, _| e.get(&key)).await
+    }
+
+    /// Read-modify-write of a key; `change` runs under the key's lock.
+    pub async fn update(
+        &self,
+        key: Key,
+        mut change: impl FnMut(&mut KeyState) + Send + 'static,
+    ) -> Result<KeyState, StoreError> {
+        self.run(move |e, d| e.update(&key, d, &mut change)).await
+    }
+
+    /// Merges a state from another replica.
+    pub async fn merge(&self, key: Key, state: KeyState) -> Result<KeyState, StoreError> {
+        self.run(move |e, d| e.merge(&key, &state, d)).await
+    }
+
+    /// Merges many states in one batch.
+    pub async fn merge_batch(&self, entries: Vec<(Key, KeyState)>) -> Result<(), StoreError> {
+        self.run(move |e, d| e.merge_batch(&entries, d)).await
+    }
+
+    /// Scans a position interval.
+    pub async fn scan(
+        &self,
+        lo: Position,
+        hi: Position,
+        after: Option<Key>,
+        limit: usize,
+    ) -> Result<Vec<(Key, KeyState)>, StoreError> {
+        self.run(move |e, _| e.scan(lo, hi, after.as_ref(), limit))
+            .await
+    }
+
+    /// Stores a hint for `target`.
+    pub async fn put_hint(
+        &self,
+        target: NodeId,
+        key: Key,
+        state: KeyState,
+    ) -> Result<(), StoreError> {
+        self.run(move |e, d| e.put_hint(&target, &key, &state, d))
+            .await
+    }
+
+    /// A page of hints for `target`.
+    pub async fn hints(
+        &self,
+        target: NodeId,
+        limit: usize,
+    ) -> Result<Vec<(Key, KeyState)>, StoreError> {
+        self.run(move |e, _| e.hints(&target, limit)).await
+    }
+
+    /// Deletes delivered hints that did not change meanwhile; returns how many went.
+    pub async fn remove_delivered_hints(
+        &self,
+        target: NodeId,
+        delivered: Vec<(Key, KeyState)>,
+    ) -> Result<u64, StoreError> {
+        self.run(move |e, _| {
+            let mut removed = 0;
+            for (key, state) in &delivered {
+                if e.remove_hint_if_unchanged(&target, key, state)? {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// Hint counts per target.
+    pub async fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StoreError> {
+        self.run(|e, _| e.hint_counts()).await
+    }
+}

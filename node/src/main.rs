@@ -1,0 +1,26 @@
+//! `ringkv`: run a node, a local dev cluster, or talk to a cluster.
+//!
+//! Errors end the process with one line on stderr and an exit code that says what kind
+//! of failure it was (see [`cli::exit`]), so scripts can tell "not found" from "the
+//! cluster is unavailable".
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_tracing(args.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(cli::exit::OTHER);
+        }
+    };
+    let code = runtime.block_on(cli::run(args));
+    std::process::ExitCode::from(code)
+}

@@ -1,0 +1,178 @@
+//! The node's Prometheus metrics.
+//!
+//! One [`Metrics`] value per node owns a registry; the admin HTTP server renders it in
+//! the Prometheus text format. Label sets are small and fixed (operation and outcome),
+//! so the number of series is bounded whatever the traffic.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// A client operation.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Op {
+    /// Get.
+    Get,
+    /// Put.
+    Put,
+    /// Delete.
+    Delete,
+}
+
+/// How a client operation ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    /// Answered with success.
+    Ok,
+    /// Refused as bad input.
+    Invalid,
+    /// Not enough replicas answered in time.
+    Unavailable,
+    /// Anything else.
+    Error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpOutcome {
+    op: Op,
+    outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: Op,
+}
+
+/// Counters, gauges and histograms of one node.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OpOutcome, Counter>,
+    latency: Family<OpLabel, Histogram>,
+    /// Hints this node holds for other nodes.
+    pub hints_pending: Gauge,
+    /// Hints delivered to their target and deleted.
+    pub hints_delivered: Counter,
+    /// Writes stored on a fallback node with a hint.
+    pub hinted_writes: Counter,
+    /// Replicas sent a merged state after a read found them stale.
+    pub read_repairs: Counter,
+    /// Replica RPCs that failed (transport error, timeout or error status).
+    pub replica_rpc_errors: Counter,
+    /// Keys read with more than `SIBLINGS_WARN` live siblings.
+    pub sibling_explosions: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("ringkv");
+        let requests = Family::<OpOutcome, Counter>::default();
+        registry.register(
+            "requests",
+            "Client requests by operation and outcome",
+            requests.clone(),
+        );
+        let latency = Family::<OpLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Client request latency by operation",
+            latency.clone(),
+        );
+        let hints_pending = Gauge::default();
+        registry.register(
+            "hints_pending",
+            "Hints held for other nodes",
+            hints_pending.clone(),
+        );
+        let hints_delivered = Counter::default();
+        registry.register(
+            "hints_delivered",
+            "Hints handed off and deleted",
+            hints_delivered.clone(),
+        );
+        let hinted_writes = Counter::default();
+        registry.register(
+            "hinted_writes",
+            "Writes stored on a fallback with a hint",
+            hinted_writes.clone(),
+        );
+        let read_repairs = Counter::default();
+        registry.register(
+            "read_repairs",
+            "Stale replicas repaired after a read",
+            read_repairs.clone(),
+        );
+        let replica_rpc_errors = Counter::default();
+        registry.register(
+            "replica_rpc_errors",
+            "Failed RPCs to other replicas",
+            replica_rpc_errors.clone(),
+        );
+        let sibling_explosions = Counter::default();
+        registry.register(
+            "sibling_warnings",
+            "Reads that found more siblings than the warning level",
+            sibling_explosions.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            hints_pending,
+            hints_delivered,
+            hinted_writes,
+            read_repairs,
+            replica_rpc_errors,
+            sibling_explosions,
+        }
+    }
+
+    /// Records one finished client request.
+    pub fn observe_request(&self, op: Op, outcome: Outcome, seconds: f64) {
+        self.requests
+            .get_or_create(&OpOutcome { op, outcome })
+            .inc();
+        self.latency.get_or_create(&OpLabel { op }).observe(seconds);
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_observed_requests() {
+        let metrics = Metrics::new();
+        metrics.observe_request(Op::Put, Outcome::Ok, 0.001);
+        metrics.read_repairs.inc();
+        let text = metrics.render();
+        assert!(
+            text.contains("ringkv_requests_total{op=\"Put\",outcome=\"Ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("ringkv_read_repairs_total 1"), "{text}");
+        assert!(
+            text.contains("ringkv_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! The handles every part of a running node shares.
+//!
+//! One [`NodeCore`] per node, behind an `Arc`: configuration, identity, the local store,
+//! membership, peer connections, metrics and the clock. It holds no logic of its own;
+//! the coordinator, the replica service and the background loops borrow from it.
+
+use std::sync::Arc;
+
+use ringkv_ring::NodeId;
+use ringkv_storage::ActorId;
+
+use crate::clock::NodeClock;
+use crate::config::NodeConfig;
+use crate::local_store::LocalStore;
+use crate::membership::Membership;
+use crate::metrics::Metrics;
+use crate::peers::Peers;
+
+/// Shared state of one node.
+pub struct NodeCore {
+    /// Validated configuration.
+    pub config: NodeConfig,
+    /// The dot-assigning identity of this node's current incarnation.
+    pub actor: ActorId,
+    /// The local engine.
+    pub store: LocalStore,
+    /// Ring and liveness views.
+    pub membership: Arc<dyn Membership>,
+    /// Connections to other nodes.
+    pub peers: Peers,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Wall clock and hybrid logical clock.
+    pub clock: NodeClock,
+}
+
+impl NodeCore {
+    /// This node's id.
+    pub fn me(&self) -> &NodeId {
+        &self.config.node_id
+    }
+}

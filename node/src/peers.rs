@@ -1,0 +1,73 @@
+//! One HTTP/2 connection per peer, shared by every request to it.
+//!
+//! Channels are created lazily on first use and kept: tonic multiplexes concurrent RPCs
+//! over the one connection, and reconnects by itself after the peer restarts. Keep-alive
+//! pings make a connection that silently died (a cut network) fail fast instead of
+//! hanging until the request timeout.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ringkv_client::proto::kv_client::KvClient;
+use ringkv_client::proto::replica_client::ReplicaClient;
+use ringkv_ring::NodeId;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest message a replica RPC may carry (a batch of states).
+pub const REPLICA_MESSAGE_BYTES_MAX: usize = 256 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Lazily connected channels to peers, by node id.
+#[derive(Default)]
+pub struct Peers {
+    channels: Mutex<BTreeMap<NodeId, (SocketAddr, Channel)>>,
+}
+
+impl Peers {
+    /// An empty pool.
+    pub fn new() -> Peers {
+        Peers::default()
+    }
+
+    /// The channel to `node` at `address`, created if needed (or if the address changed).
+    pub fn channel(&self, node: &NodeId, address: SocketAddr) -> Channel {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((known, channel)) = channels.get(node) {
+            if *known == address {
+                return channel.clone();
+            }
+        }
+        let channel = endpoint(address).connect_lazy();
+        channels.insert(node.clone(), (address, channel.clone()));
+        channel
+    }
+
+    /// A replica API client for `node`.
+    pub fn replica(&self, node: &NodeId, address: SocketAddr) -> ReplicaClient<Channel> {
+        ReplicaClient::new(self.channel(node, address))
+            .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
+    }
+
+    /// A client API client for `node` (used to forward a write to a replica of its key).
+    pub fn kv(&self, node: &NodeId, address: SocketAddr) -> KvClient<Channel> {
+        KvClient::new(self.channel(node, address))
+            .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
+    }
+}
+
+fn endpoint(address: SocketAddr) -> Endpoint {
+    // A SocketAddr always forms a valid URI.
+    Endpoint::from_shared(format!("http://{address}"))
+        .unwrap_or_else(|_| unreachable!("http://{address} is a valid URI"))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true)
+}

@@ -1,0 +1,280 @@
+//! Starting and stopping a node: open the engine, bind the ports, spawn the loops.
+//!
+//! [`RunningNode::start`] validates everything it can before binding anything, so a bad
+//! configuration fails with one clear error and leaves nothing behind. Shutdown stops the
+//! gRPC and admin servers and the background loops, then waits (bounded) for in-flight
+//! work to release the engine, so the same data directory can be reopened at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngCore;
+use ringkv_client::proto::kv_server::KvServer;
+use ringkv_client::proto::replica_server::ReplicaServer;
+use ringkv_ring::RingError;
+use ringkv_storage::{ActorId, Durability, Engine, EngineError, MemoryEngine, RocksEngine};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::background::{handoff_loop, probe_loop};
+use crate::clock::NodeClock;
+use crate::config::{ConfigError, EngineKind, NodeConfig};
+use crate::coordinator::Coordinator;
+use crate::kv_service::KvService;
+use crate::local_store::LocalStore;
+use crate::membership::StaticMembership;
+use crate::metrics::Metrics;
+use crate::node_core::NodeCore;
+use crate::peers::{Peers, REPLICA_MESSAGE_BYTES_MAX};
+use crate::replica_service::ReplicaService;
+
+/// How long shutdown waits for in-flight requests to let go of the engine.
+pub const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(10);
+const META_NODE_ID: &str = "node_id";
+const META_INCARNATION: &str = "incarnation";
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The member list does not form a ring.
+    #[error("membership: {0}")]
+    Ring(#[from] RingError),
+    /// The storage engine failed to open.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The data directory belongs to another node.
+    #[error("data directory {dir} belongs to node {owner}, not {me}: use that node's id or another directory")]
+    DataDirOwner {
+        /// The directory.
+        dir: String,
+        /// Node id recorded in it.
+        owner: String,
+        /// This node's id.
+        me: String,
+    },
+    /// A port could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Things a caller (tests, `ringkv dev`, the simulation) may inject instead of defaults.
+#[derive(Default)]
+pub struct StartOptions {
+    /// A pre-bound gRPC listener (otherwise `config.listen` is bound).
+    pub listener: Option<TcpListener>,
+    /// An engine to use instead of opening one from the config.
+    pub engine: Option<Arc<dyn Engine>>,
+    /// A clock to use instead of the system clock.
+    pub clock: Option<NodeClock>,
+}
+
+/// A started node.
+pub struct RunningNode {
+    core: Arc<NodeCore>,
+    address: SocketAddr,
+    admin_address: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })
+}
+
+fn open_engine(config: &NodeConfig) -> Result<Arc<dyn Engine>, StartError> {
+    Ok(match config.engine {
+        EngineKind::Memory => Arc::new(MemoryEngine::new()),
+        EngineKind::Rocksdb => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| EngineError::Open {
+                path: config.data_dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            Arc::new(RocksEngine::open(&config.data_dir)?)
+        }
+    })
+}
+
+/// Reads (or creates) the node's identity in the engine's metadata.
+fn identity(config: &NodeConfig, engine: &dyn Engine) -> Result<ActorId, StartError> {
+    let me = config.node_id.as_str();
+    match engine.get_meta(META_NODE_ID)? {
+        Some(owner) if owner != me.as_bytes() => {
+            return Err(StartError::DataDirOwner {
+                dir: config.data_dir.display().to_string(),
+                owner: String::from_utf8_lossy(&owner).into_owned(),
+                me: me.to_owned(),
+            })
+        }
+        Some(_) => {}
+        None => engine.put_meta(META_NODE_ID, me.as_bytes(), Durability::Sync)?,
+    }
+    let incarnation = match engine.get_meta(META_INCARNATION)? {
+        Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8])),
+        _ => {
+            // A fresh store: a new incarnation, so dots from a wiped earlier life of this
+            // node id can never be reissued.
+            let incarnation = rand::rng().next_u64();
+            engine.put_meta(
+                META_INCARNATION,
+                &incarnation.to_be_bytes(),
+                Durability::Sync,
+            )?;
+            incarnation
+        }
+    };
+    Ok(ActorId::for_incarnation(me, incarnation))
+}
+
+impl RunningNode {
+    /// Starts a node with default options.
+    pub async fn start(config: NodeConfig) -> Result<RunningNode, StartError> {
+        RunningNode::start_with(config, StartOptions::default()).await
+    }
+
+    /// Starts a node.
+    pub async fn start_with(
+        config: NodeConfig,
+        options: StartOptions,
+    ) -> Result<RunningNode, StartError> {
+        config.validate()?;
+        let membership = Arc::new(StaticMembership::new(
+            &config.node_id,
+            config.advertise,
+            config.vnodes,
+            config.zone.clone(),
+            &config.seeds,
+        )?);
+        let listener = match options.listener {
+            Some(listener) => listener,
+            None => bind(config.listen).await?,
+        };
+        let admin_listener = match config.admin_listen {
+            Some(address) => Some(bind(address).await?),
+            None => None,
+        };
+        let engine = match options.engine {
+            Some(engine) => engine,
+            None => {
+                let config = config.clone();
+                tokio::task::spawn_blocking(move || open_engine(&config))
+                    .await
+                    .map_err(|e| EngineError::Io(e.to_string()))??
+            }
+        };
+        let actor = identity(&config, engine.as_ref())?;
+        let address = listener.local_addr().map_err(|source| StartError::Bind {
+            address: config.listen,
+            source,
+        })?;
+        let admin_address = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let peers = membership.peers();
+        let core = Arc::new(NodeCore {
+            store: LocalStore::new(engine, config.durability),
+            actor,
+            membership,
+            peers: Peers::new(),
+            metrics: Metrics::new(),
+            clock: options.clock.unwrap_or_else(NodeClock::system),
+            config,
+        });
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let kv = KvServer::new(KvService::new(Coordinator::new(Arc::clone(&core))))
+            .max_decoding_message_size(
+                core.config.limits.value_bytes_max() as usize
+                    + core.config.limits.key_bytes_max() as usize
+                    + (64 << 10),
+            );
+        let replica = ReplicaServer::new(ReplicaService::new(Arc::clone(&core)))
+            .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX);
+        let mut stop = shutdown_rx.clone();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let grpc = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(5)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(3)))
+            .add_service(kv)
+            .add_service(replica)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.changed().await;
+            });
+        let node_id = core.me().clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = grpc.await {
+                tracing::error!(node = %node_id, error = %e, "gRPC server failed");
+            }
+        }));
+        if let Some(listener) = admin_listener {
+            let mut stop = shutdown_rx.clone();
+            let router = crate::admin::router(Arc::clone(&core));
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "admin server failed");
+                }
+            }));
+        }
+        tasks.push(tokio::spawn(probe_loop(
+            Arc::clone(&core),
+            peers,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(handoff_loop(Arc::clone(&core), shutdown_rx)));
+        tracing::info!(node = %core.me(), %address, ?admin_address, "node started");
+        Ok(RunningNode {
+            core,
+            address,
+            admin_address,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The gRPC address actually bound.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The admin HTTP address actually bound, if enabled.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin_address
+    }
+
+    /// Shared node state (for tests and embedding).
+    pub fn core(&self) -> &Arc<NodeCore> {
+        &self.core
+    }
+
+    /// Stops the node and waits until its engine is released.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        // Background replication tasks hold the core for at most one request timeout.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN_MAX;
+        while Arc::strong_count(&self.core) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&self.core) > 1 {
+            tracing::warn!(node = %self.core.me(), "shutdown: in-flight work still holds the store");
+        }
+        tracing::info!(node = %self.core.me(), "node stopped");
+    }
+}

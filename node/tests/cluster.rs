@@ -1,0 +1,391 @@
+//! A replicated cluster on loopback: quorums, sloppy quorum with hinted hand-off,
+//! siblings, read-your-writes, restarts, metrics and bad input.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringkv_client::{ClientError, Consistency, Context, ReadOptions, WriteOptions};
+use ringkv_ring::key_position;
+use ringkv_storage::Limits;
+use support::{eventually, http_get, TestCluster};
+
+fn values(read: &ringkv_client::ReadResult) -> Vec<String> {
+    let mut v: Vec<String> = read
+        .siblings
+        .iter()
+        .map(|s| String::from_utf8_lossy(&s.value).into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_get_and_values_survive_a_restart_of_every_node() {
+    let mut cluster = TestCluster::start(3, 3).await;
+    let client = cluster.client();
+    for i in 0..50 {
+        client
+            .put(format!("key-{i}"), format!("value-{i}"), &Context::empty())
+            .await
+            .unwrap();
+    }
+    for i in 0..50 {
+        assert_eq!(
+            values(&client.get(format!("key-{i}")).await.unwrap()),
+            [format!("value-{i}")]
+        );
+    }
+    for i in 0..3 {
+        cluster.stop(i).await;
+    }
+    for i in 0..3 {
+        cluster.restart(i).await;
+    }
+    let client = cluster.client();
+    let all = ReadOptions {
+        consistency: Some(Consistency::All),
+        ..ReadOptions::default()
+    };
+    for i in 0..50 {
+        let read = client.get_with(format!("key-{i}"), all).await.unwrap();
+        assert_eq!(
+            values(&read),
+            [format!("value-{i}")],
+            "key-{i} after restart"
+        );
+        assert_eq!(read.replicas_replied, 3);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sloppy_quorum_hint_is_delivered_after_the_replica_returns() {
+    let mut cluster = TestCluster::start(4, 3).await;
+    let key = "hinted-key";
+    let ring = cluster.node(0).core().membership.ring();
+    let pref = ring.preference_list(key_position(key.as_bytes()), 3);
+    let down = cluster.index_of(&pref.nodes()[1]);
+    let coordinator = cluster.index_of(&pref.nodes()[0]);
+    let stand_in = (0..4)
+        .find(|i| !pref.contains(&cluster.configs[*i].node_id))
+        .unwrap();
+    cluster.stop(down).await;
+
+    let all = WriteOptions {
+        consistency: Some(Consistency::All),
+        ..WriteOptions::default()
+    };
+    let client = cluster.client_for(coordinator);
+    client
+        .put_with(
+            key,
+            "written while a replica was down",
+            &Context::empty(),
+            all,
+        )
+        .await
+        .unwrap();
+
+    // The node outside the preference list holds the copy as a hint for the stopped one.
+    let hints = cluster
+        .node(stand_in)
+        .core()
+        .store
+        .hint_counts()
+        .await
+        .unwrap();
+    assert_eq!(
+        hints,
+        vec![(cluster.configs[down].node_id.clone(), 1)],
+        "hint on the stand-in"
+    );
+
+    cluster.restart(down).await;
+    let down_id = cluster.configs[down].node_id.clone();
+    eventually(Duration::from_secs(10), || {
+        let store = cluster.node(stand_in).core().store.clone();
+        async move { store.hint_counts().await.unwrap().is_empty().then_some(()) }
+    })
+    .await;
+    let key = Limits::default().key(key).unwrap();
+    let held = cluster
+        .node(down)
+        .core()
+        .store
+        .get(key)
+        .await
+        .unwrap()
+        .expect("the restarted replica holds the value");
+    let value = held
+        .visible(u64::MAX / 2)
+        .next()
+        .and_then(|s| s.value().cloned());
+    assert_eq!(value, Some(Bytes::from("written while a replica was down")));
+    assert_eq!(down_id, cluster.configs[down].node_id);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_make_siblings_and_a_merged_context_resolves_them() {
+    let cluster = TestCluster::start(3, 3).await;
+    let (alice, bob) = (cluster.client_for(0), cluster.client_for(1));
+    alice.put("doc", "v0", &Context::empty()).await.unwrap();
+    let seen = alice.get("doc").await.unwrap();
+    alice.put("doc", "alice", &seen.context).await.unwrap();
+    bob.put("doc", "bob", &seen.context).await.unwrap();
+    let both = cluster.client_for(2).get("doc").await.unwrap();
+    assert_eq!(values(&both), ["alice", "bob"]);
+    alice.put("doc", "merged", &both.context).await.unwrap();
+    let all = ReadOptions {
+        consistency: Some(Consistency::All),
+        ..ReadOptions::default()
+    };
+    assert_eq!(values(&bob.get_with("doc", all).await.unwrap()), ["merged"]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_quorums_read_their_writes() {
+    let cluster = TestCluster::start(3, 3).await;
+    for (r, w) in [(2, 2), (1, 3), (3, 1)] {
+        let read = ReadOptions {
+            consistency: Some(Consistency::Count(r)),
+            ..ReadOptions::default()
+        };
+        let write = WriteOptions {
+            consistency: Some(Consistency::Count(w)),
+            ..WriteOptions::default()
+        };
+        let mut context = Context::empty();
+        for i in 0..60 {
+            let writer = cluster.client_for(i % 3);
+            let reader = cluster.client_for((i + 1) % 3);
+            let value = format!("r{r}w{w}-{i}");
+            let key = format!("ryw-r{r}-w{w}");
+            writer
+                .put_with(key.clone(), value.clone(), &context, write)
+                .await
+                .unwrap();
+            let got = reader.get_with(key, read).await.unwrap();
+            assert_eq!(values(&got), [value], "R={r} W={w} step {i}");
+            context = got.context;
+        }
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors() {
+    let cluster = TestCluster::start(3, 3).await;
+    let client = cluster.client_for(0);
+    let expect_invalid = |result: Result<(), ClientError>, needle: &str| match result {
+        Err(ClientError::InvalidArgument(message)) => assert!(
+            message.contains(needle),
+            "{message:?} should mention {needle:?}"
+        ),
+        other => panic!("expected invalid argument mentioning {needle:?}, got {other:?}"),
+    };
+    expect_invalid(client.get("").await.map(|_| ()), "key is empty");
+    expect_invalid(
+        client
+            .put(vec![b'k'; 1025], "v", &Context::empty())
+            .await
+            .map(|_| ()),
+        "the limit is 1024",
+    );
+    expect_invalid(
+        client
+            .put("k", vec![0u8; (1 << 20) + 1], &Context::empty())
+            .await
+            .map(|_| ()),
+        "the limit is 1048576",
+    );
+    expect_invalid(
+        client
+            .put("k", "v", &Context::from_bytes(&b"garbage"[..]))
+            .await
+            .map(|_| ()),
+        "malformed context",
+    );
+    let four = ReadOptions {
+        consistency: Some(Consistency::Count(4)),
+        ..ReadOptions::default()
+    };
+    expect_invalid(
+        client.get_with("k", four).await.map(|_| ()),
+        "r=4 is outside 1..=3",
+    );
+    let four = WriteOptions {
+        consistency: Some(Consistency::Count(4)),
+        ..WriteOptions::default()
+    };
+    expect_invalid(
+        client
+            .put_with("k", "v", &Context::empty(), four)
+            .await
+            .map(|_| ()),
+        "w=4 is outside 1..=3",
+    );
+
+    // An endpoint nobody listens on: a clear error, quickly, no hang.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let nowhere = ringkv_client::Client::builder()
+        .endpoints([closed.to_string()])
+        .request_timeout(Duration::from_secs(1))
+        .retries(1)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = nowhere.get("k").await.unwrap_err();
+    assert!(matches!(err, ClientError::Unavailable { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(ringkv_client::Client::builder()
+        .endpoints(["not an endpoint"])
+        .build()
+        .is_err());
+
+    // The cluster is unaffected.
+    client.put("k", "fine", &Context::empty()).await.unwrap();
+    assert_eq!(values(&client.get("k").await.unwrap()), ["fine"]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_failure_is_unavailable_naming_the_count() {
+    let mut cluster = TestCluster::start(3, 3).await;
+    cluster.stop(1).await;
+    cluster.stop(2).await;
+    let client = cluster.client_for(0);
+    let all = WriteOptions {
+        consistency: Some(Consistency::All),
+        timeout: Some(Duration::from_millis(800)),
+        ..WriteOptions::default()
+    };
+    match client.put_with("k", "v", &Context::empty(), all).await {
+        Err(ClientError::Unavailable { message, .. }) => {
+            assert!(message.contains("1 of 3"), "{message}")
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    // W=1 still succeeds: the write is kept, with hints for the two stopped replicas.
+    let one = WriteOptions {
+        consistency: Some(Consistency::One),
+        ..WriteOptions::default()
+    };
+    client
+        .put_with("k", "v", &Context::empty(), one)
+        .await
+        .unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_port_serves_metrics_and_health() {
+    let cluster = TestCluster::start(3, 3).await;
+    let client = cluster.client_for(0);
+    client.put("m", "v", &Context::empty()).await.unwrap();
+    client.get("m").await.unwrap();
+    let _ = client.get("").await;
+    let admin = cluster.node(0).admin_address().unwrap();
+    let (code, body) = http_get(admin, "/health").await;
+    assert_eq!((code, body.trim()), (200, "ok n1"));
+    let (code, metrics) = http_get(admin, "/metrics").await;
+    assert_eq!(code, 200);
+    for needle in [
+        "ringkv_requests_total{op=\"Put\",outcome=\"Ok\"} 1",
+        "ringkv_requests_total{op=\"Get\",outcome=\"Ok\"} 1",
+        "ringkv_requests_total{op=\"Get\",outcome=\"Invalid\"} 1",
+        "ringkv_request_duration_seconds_count{op=\"Put\"} 1",
+        "ringkv_hints_pending",
+        "ringkv_read_repairs_total",
+        "ringkv_replica_rpc_errors_total",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "metrics lack {needle:?}:\n{metrics}"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_repair_fixes_a_stale_replica() {
+    let cluster = TestCluster::start(3, 3).await;
+    let key = Limits::default().key("repair-me").unwrap();
+    // Write straight into one replica's store, as if the others missed the write.
+    let mut state = ringkv_storage::KeyState::new();
+    state.put(
+        ringkv_storage::ActorId::new(7),
+        &ringkv_storage::VersionVector::new(),
+        ringkv_storage::Write {
+            value: Some(Bytes::from("only on n1")),
+            hlc: ringkv_storage::Hlc::new(1, 0),
+            expires_at_ms: None,
+        },
+    );
+    cluster
+        .node(0)
+        .core()
+        .store
+        .merge(key.clone(), state.clone())
+        .await
+        .unwrap();
+    let all = ReadOptions {
+        consistency: Some(Consistency::All),
+        ..ReadOptions::default()
+    };
+    assert_eq!(
+        values(
+            &cluster
+                .client_for(1)
+                .get_with("repair-me", all)
+                .await
+                .unwrap()
+        ),
+        ["only on n1"]
+    );
+    for i in 1..3 {
+        let store = cluster.node(i).core().store.clone();
+        let key = key.clone();
+        let expected = state.clone();
+        eventually(Duration::from_secs(5), || {
+            let (store, key, expected) = (store.clone(), key.clone(), expected.clone());
+            async move { (store.get(key).await.unwrap() == Some(expected)).then_some(()) }
+        })
+        .await;
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_values_expire() {
+    let cluster = TestCluster::start(3, 3).await;
+    let client = cluster.client();
+    let ttl = WriteOptions {
+        ttl: Some(Duration::from_millis(300)),
+        ..WriteOptions::default()
+    };
+    client
+        .put_with("cached", "soon gone", &Context::empty(), ttl)
+        .await
+        .unwrap();
+    let read = client.get("cached").await.unwrap();
+    assert_eq!(values(&read), ["soon gone"]);
+    assert!(read.siblings[0].expires_at_ms.is_some());
+    eventually(Duration::from_secs(5), || {
+        let client = client.clone();
+        async move { client.get("cached").await.unwrap().is_empty().then_some(()) }
+    })
+    .await;
+    cluster.shutdown().await;
+}

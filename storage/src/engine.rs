@@ -1,0 +1,191 @@
+//! The [`Engine`] trait: what the node needs from a local store.
+//!
+//! An engine keeps three things: key states (ordered by ring position, so a ring range is
+//! one contiguous scan), hints (states held for another node while it is unreachable,
+//! keyed by that node), and a little metadata. Every write is a read-merge-write under a
+//! per-key lock, so concurrent writers to one key never lose each other's siblings.
+//! Engines are synchronous; the async node calls them from blocking tasks.
+
+use ringkv_ring::{NodeId, Position};
+
+use crate::key_state::KeyState;
+use crate::limits::Key;
+use crate::record::RecordError;
+
+/// Most hints one node holds for one unreachable target; beyond it writes that would need
+/// a hint for that target fail instead of growing the store without bound.
+pub const HINTS_PER_TARGET_MAX: u64 = 100_000;
+/// Most entries one scan or hint page returns.
+pub const SCAN_PAGE_MAX: usize = 10_000;
+
+/// How hard an acknowledged write must be on disk before the call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// In the engine's write-ahead log, flushed by the OS later: survives a process crash,
+    /// not a power loss.
+    #[default]
+    Buffered,
+    /// `fsync`ed before returning: survives a power loss.
+    Sync,
+}
+
+/// Errors from a storage engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A stored record failed its checksum or did not decode; the record is left as it is.
+    #[error("stored record for key {key} is corrupt: {source}")]
+    Corrupt {
+        /// The key, lossily printed.
+        key: String,
+        /// What is wrong with it.
+        source: RecordError,
+    },
+    /// A stored key does not follow the engine's key layout.
+    #[error("stored key in {column} is malformed: {reason}")]
+    MalformedKey {
+        /// Which column family.
+        column: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The hint store for a target is at its limit.
+    #[error("hint store for {target} is full: {count} hints, the limit is {HINTS_PER_TARGET_MAX}")]
+    HintsFull {
+        /// The unreachable node.
+        target: NodeId,
+        /// Hints held for it.
+        count: u64,
+    },
+    /// The database could not be opened.
+    #[error("cannot open database at {path}: {reason}")]
+    Open {
+        /// The data directory.
+        path: String,
+        /// Why (for example: another process holds its lock).
+        reason: String,
+    },
+    /// Any other error from the underlying store.
+    #[error("storage I/O error: {0}")]
+    Io(String),
+}
+
+/// A local store of key states, hints and metadata.
+pub trait Engine: Send + Sync + 'static {
+    /// The state stored for `key`, if any.
+    fn get(&self, key: &Key) -> Result<Option<KeyState>, EngineError>;
+
+    /// Reads the key's state (empty if absent), lets `change` modify it, and stores the
+    /// result, all under the key's lock. Returns the stored state.
+    fn update(
+        &self,
+        key: &Key,
+        durability: Durability,
+        change: &mut dyn FnMut(&mut KeyState),
+    ) -> Result<KeyState, EngineError>;
+
+    /// Merges a state received from another replica; returns the merged state.
+    fn merge(
+        &self,
+        key: &Key,
+        incoming: &KeyState,
+        durability: Durability,
+    ) -> Result<KeyState, EngineError> {
+        self.update(key, durability, &mut |state| state.merge(incoming))
+    }
+
+    /// Merges many states in one atomic batch (range transfers, anti-entropy repairs).
+    fn merge_batch(
+        &self,
+        entries: &[(Key, KeyState)],
+        durability: Durability,
+    ) -> Result<(), EngineError>;
+
+    /// Up to `limit` states with positions in `lo..=hi`, in (position, key) order,
+    /// starting after `after` when given. A wrapping ring range is two calls.
+    fn scan(
+        &self,
+        lo: Position,
+        hi: Position,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<(Key, KeyState)>, EngineError>;
+
+    /// Deletes the key's record if it still equals `expected`; returns whether it did.
+    /// Used to drop a handed-off range or purge garbage without racing a new write.
+    fn remove_if_unchanged(
+        &self,
+        key: &Key,
+        expected: &KeyState,
+        durability: Durability,
+    ) -> Result<bool, EngineError>;
+
+    /// Stores (merging) a state meant for `target`, to hand off when it is reachable.
+    fn put_hint(
+        &self,
+        target: &NodeId,
+        key: &Key,
+        state: &KeyState,
+        durability: Durability,
+    ) -> Result<(), EngineError>;
+
+    /// Up to `limit` hints held for `target`, in key order.
+    fn hints(&self, target: &NodeId, limit: usize) -> Result<Vec<(Key, KeyState)>, EngineError>;
+
+    /// Deletes a delivered hint unless a newer write was merged into it meanwhile.
+    fn remove_hint_if_unchanged(
+        &self,
+        target: &NodeId,
+        key: &Key,
+        delivered: &KeyState,
+    ) -> Result<bool, EngineError>;
+
+    /// Targets that have hints waiting, with their counts, in id order.
+    fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, EngineError>;
+
+    /// A metadata value.
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, EngineError>;
+
+    /// Sets a metadata value.
+    fn put_meta(&self, name: &str, value: &[u8], durability: Durability)
+        -> Result<(), EngineError>;
+}
+
+/// Striped locks so that read-merge-write on one key is atomic without a global lock.
+pub(crate) struct KeyLocks {
+    stripes: Vec<std::sync::Mutex<()>>,
+}
+
+const LOCK_STRIPES: usize = 1024;
+
+impl KeyLocks {
+    pub(crate) fn new() -> KeyLocks {
+        KeyLocks {
+            stripes: (0..LOCK_STRIPES)
+                .map(|_| std::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn stripe(position: Position) -> usize {
+        (position % LOCK_STRIPES as u64) as usize
+    }
+
+    /// Locks one stripe. A poisoned stripe only means another writer panicked; the data
+    /// it guards is in the store, not in the mutex, so it is safe to go on.
+    pub(crate) fn lock(&self, stripe: usize) -> std::sync::MutexGuard<'_, ()> {
+        self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Locks the stripes of several keys in ascending order (no deadlock between batches).
+    pub(crate) fn lock_many(
+        &self,
+        positions: impl Iterator<Item = Position>,
+    ) -> Vec<std::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = positions.map(KeyLocks::stripe).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes.into_iter().map(|s| self.lock(s)).collect()
+    }
+}

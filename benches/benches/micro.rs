@@ -10,23 +10,16 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ringkv_ring::{key_position, Member, NodeId, Ring};
 use ringkv_storage::{
-    ActorId, Durability, Engine, Hlc, KeyState, Limits, MemoryEngine, RocksEngine, VersionVector,
-    Write,
+    ActorId, Durability, Engine, Hlc, KeyState, Limits, MemoryEngine, RocksEngine, VersionVector, Write,
 };
 
 fn ring(nodes: usize) -> Ring {
-    Ring::new(
-        (0..nodes)
-            .map(|i| Member::new(NodeId::try_from(format!("node-{i}").as_str()).unwrap(), 256)),
-    )
-    .unwrap()
+    Ring::new((0..nodes).map(|i| Member::new(NodeId::try_from(format!("node-{i}").as_str()).unwrap(), 256))).unwrap()
 }
 
 fn ring_lookup(c: &mut Criterion) {
     let ring = ring(10);
-    let positions: Vec<u64> = (0..1024u64)
-        .map(|i| key_position(&i.to_le_bytes()))
-        .collect();
+    let positions: Vec<u64> = (0..1024u64).map(|i| key_position(&i.to_le_bytes())).collect();
     let mut i = 0;
     c.bench_function("ring/preference_list n=3, 10 nodes x 256 vnodes", |b| {
         b.iter(|| {

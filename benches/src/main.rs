@@ -15,10 +15,7 @@ use ringkv_node::{NodeConfig, RunningNode, Seed};
 use ringkv_ring::NodeId;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "ringkv-bench",
-    about = "Latency and throughput measurements for ringkv"
-)]
+#[command(name = "ringkv-bench", about = "Latency and throughput measurements for ringkv")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,11 +62,7 @@ async fn start_cluster(count: usize) -> anyhow::Result<Cluster> {
     }
     let mut nodes = Vec::new();
     for (seed, listener) in seeds.iter().zip(listeners) {
-        let mut config = NodeConfig::local(
-            seed.id.clone(),
-            seed.address,
-            dir.path().join(seed.id.as_str()),
-        );
+        let mut config = NodeConfig::local(seed.id.clone(), seed.address, dir.path().join(seed.id.as_str()));
         config.seeds = seeds.clone();
         config.replicas = 3.min(count as u8);
         config.read_quorum = config.replicas / 2 + 1;
@@ -96,23 +89,11 @@ fn report(name: &str, histogram: &Histogram<u64>, elapsed: Duration) {
     );
 }
 
-async fn latency(
-    ops: u64,
-    keys: u64,
-    value_bytes: usize,
-    nodes: usize,
-    endpoints: Vec<String>,
-) -> anyhow::Result<()> {
+async fn latency(ops: u64, keys: u64, value_bytes: usize, nodes: usize, endpoints: Vec<String>) -> anyhow::Result<()> {
     anyhow::ensure!(ops > 0 && keys > 0, "--ops and --keys must be positive");
     let (cluster, endpoints) = if endpoints.is_empty() {
-        let cluster = start_cluster(nodes)
-            .await
-            .context("starting the local cluster")?;
-        let endpoints = cluster
-            .nodes
-            .iter()
-            .map(|n| n.address().to_string())
-            .collect();
+        let cluster = start_cluster(nodes).await.context("starting the local cluster")?;
+        let endpoints = cluster.nodes.iter().map(|n| n.address().to_string()).collect();
         (Some(cluster), endpoints)
     } else {
         (None, endpoints)
@@ -142,9 +123,7 @@ async fn latency(
     for i in 0..ops {
         let k = (i % keys) as usize;
         let t = Instant::now();
-        contexts[k] = client
-            .put(format!("bench-{k}"), value.clone(), &contexts[k])
-            .await?;
+        contexts[k] = client.put(format!("bench-{k}"), value.clone(), &contexts[k]).await?;
         puts.record(t.elapsed().as_micros() as u64)?;
     }
     report("put", &puts, started.elapsed());

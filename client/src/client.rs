@@ -96,10 +96,7 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &self.inner;
         f.debug_struct("Client")
-            .field(
-                "endpoints",
-                &inner.nodes.iter().map(|n| &n.address).collect::<Vec<_>>(),
-            )
+            .field("endpoints", &inner.nodes.iter().map(|n| &n.address).collect::<Vec<_>>())
             .field("preferred", &inner.preferred.load(Ordering::Relaxed))
             .field("request_timeout", &inner.request_timeout)
             .field("retries", &inner.retries)
@@ -142,11 +139,7 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::get`], plus [`ClientError::InvalidArgument`] for an option out of range.
-    pub async fn get_with(
-        &self,
-        key: impl Into<Bytes>,
-        options: ReadOptions,
-    ) -> Result<ReadResult, ClientError> {
+    pub async fn get_with(&self, key: impl Into<Bytes>, options: ReadOptions) -> Result<ReadResult, ClientError> {
         let request = proto::GetRequest {
             key: key.into(),
             consistency: consistency_to_proto(options.consistency)?,
@@ -177,8 +170,7 @@ impl Client {
         value: impl Into<Bytes>,
         context: &Context,
     ) -> Result<Context, ClientError> {
-        self.put_with(key, value, context, WriteOptions::default())
-            .await
+        self.put_with(key, value, context, WriteOptions::default()).await
     }
 
     /// Writes `value` under `key` with explicit options (consistency, timeout, TTL).
@@ -214,13 +206,8 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::put`].
-    pub async fn delete(
-        &self,
-        key: impl Into<Bytes>,
-        context: &Context,
-    ) -> Result<(), ClientError> {
-        self.delete_with(key, context, WriteOptions::default())
-            .await
+    pub async fn delete(&self, key: impl Into<Bytes>, context: &Context) -> Result<(), ClientError> {
+        self.delete_with(key, context, WriteOptions::default()).await
     }
 
     /// Deletes `key` with explicit options. `options.ttl` must be `None`.
@@ -235,9 +222,7 @@ impl Client {
         options: WriteOptions,
     ) -> Result<(), ClientError> {
         if options.ttl.is_some() {
-            return Err(ClientError::InvalidArgument(
-                "ttl does not apply to delete".to_owned(),
-            ));
+            return Err(ClientError::InvalidArgument("ttl does not apply to delete".to_owned()));
         }
         let request = proto::DeleteRequest {
             key: key.into(),
@@ -258,11 +243,9 @@ impl Client {
     /// # Errors
     /// [`ClientError::Unavailable`] or [`ClientError::Timeout`] when no attempt succeeded.
     pub async fn status(&self) -> Result<proto::StatusResponse, ClientError> {
-        self.call(
-            None,
-            proto::StatusRequest {},
-            |mut kv, request| async move { kv.status(request).await },
-        )
+        self.call(None, proto::StatusRequest {}, |mut kv, request| async move {
+            kv.status(request).await
+        })
         .await
     }
 
@@ -299,22 +282,20 @@ impl Client {
             if !endpoints_tried.contains(&node.address) {
                 endpoints_tried.push(node.address.clone());
             }
-            let kv =
-                KvClient::new(node.channel.clone()).max_decoding_message_size(RESPONSE_BYTES_MAX);
+            let kv = KvClient::new(node.channel.clone()).max_decoding_message_size(RESPONSE_BYTES_MAX);
             let mut attempt_request = tonic::Request::new(request.clone());
             // Also tell the server (grpc-timeout), so it stops working for a caller that
             // has already given up.
             attempt_request.set_timeout(attempt_timeout);
 
-            let failure =
-                match tokio::time::timeout(attempt_timeout, send(kv, attempt_request)).await {
-                    Ok(Ok(response)) => {
-                        inner.preferred.store(index, Ordering::Relaxed);
-                        return Ok(response.into_inner());
-                    }
-                    Ok(Err(status)) => classify(&status),
-                    Err(_elapsed) => Failure::Timeout,
-                };
+            let failure = match tokio::time::timeout(attempt_timeout, send(kv, attempt_request)).await {
+                Ok(Ok(response)) => {
+                    inner.preferred.store(index, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Ok(Err(status)) => classify(&status),
+                Err(_elapsed) => Failure::Timeout,
+            };
             if let Failure::Fatal(error) = failure {
                 return Err(error);
             }
@@ -332,10 +313,9 @@ impl Client {
             // Move the shared preference off the failed endpoint, unless a concurrent call
             // has already moved it elsewhere.
             let next = (index + 1) % inner.nodes.len();
-            let _ =
-                inner
-                    .preferred
-                    .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = inner
+                .preferred
+                .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
             index = next;
         }
 
@@ -396,10 +376,7 @@ impl ClientBuilder {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.endpoints = endpoints
-            .into_iter()
-            .map(|e| e.as_ref().to_owned())
-            .collect();
+        self.endpoints = endpoints.into_iter().map(|e| e.as_ref().to_owned()).collect();
         self
     }
 
@@ -539,14 +516,11 @@ fn parse_endpoint(address: &str) -> Result<Endpoint, ClientError> {
     let uri_text = if address.starts_with("http://") {
         address.to_owned()
     } else if address.contains("://") {
-        return Err(invalid(
-            "only plain http is supported; write host:port".to_owned(),
-        ));
+        return Err(invalid("only plain http is supported; write host:port".to_owned()));
     } else {
         format!("http://{address}")
     };
-    let uri = Uri::try_from(uri_text)
-        .map_err(|error| invalid(format!("not a host:port address: {error}")))?;
+    let uri = Uri::try_from(uri_text).map_err(|error| invalid(format!("not a host:port address: {error}")))?;
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("missing host".to_owned()));
     }
@@ -560,11 +534,7 @@ fn parse_endpoint(address: &str) -> Result<Endpoint, ClientError> {
         _ if port_text.is_empty() => return Err(invalid("missing port".to_owned())),
         Ok(0) => return Err(invalid("port 0 is not a server port".to_owned())),
         Ok(_) => {}
-        Err(_) => {
-            return Err(invalid(format!(
-                "port {port_text:?} is not a number from 1 to 65535"
-            )))
-        }
+        Err(_) => return Err(invalid(format!("port {port_text:?} is not a number from 1 to 65535"))),
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(invalid("unexpected path after host:port".to_owned()));
@@ -602,10 +572,7 @@ mod tests {
         check_endpoint("127.0.0.1:", Err("missing port"));
         check_endpoint(":7101", Err(""));
         check_endpoint("127.0.0.1:0", Err("port 0"));
-        check_endpoint(
-            "127.0.0.1:99999",
-            Err("port \"99999\" is not a number from 1 to 65535"),
-        );
+        check_endpoint("127.0.0.1:99999", Err("port \"99999\" is not a number from 1 to 65535"));
         check_endpoint("[::1]", Err("missing port"));
         check_endpoint("has space:1", Err("not a host:port address"));
         check_endpoint("https://127.0.0.1:7101", Err("only plain http"));
@@ -614,10 +581,9 @@ mod tests {
 
     fn check_config(builder: ClientBuilder, expected_reason: &str) {
         match builder.endpoints(["127.0.0.1:7101"]).build() {
-            Err(ClientError::InvalidConfig(reason)) => assert!(
-                reason.contains(expected_reason),
-                "{reason:?} lacks {expected_reason:?}"
-            ),
+            Err(ClientError::InvalidConfig(reason)) => {
+                assert!(reason.contains(expected_reason), "{reason:?} lacks {expected_reason:?}")
+            }
             other => panic!("expected InvalidConfig({expected_reason:?}), got {other:?}"),
         }
     }
@@ -629,15 +595,9 @@ mod tests {
             builder().request_timeout(Duration::ZERO),
             "request timeout must be positive",
         );
-        check_config(
-            builder().request_timeout(Duration::from_secs(7200)),
-            "the limit is",
-        );
+        check_config(builder().request_timeout(Duration::from_secs(7200)), "the limit is");
         check_config(builder().connect_timeout(Duration::ZERO), "connect timeout");
-        check_config(
-            builder().retries(RETRIES_MAX + 1),
-            "retries is 17, the limit is 16",
-        );
+        check_config(builder().retries(RETRIES_MAX + 1), "retries is 17, the limit is 16");
         check_config(
             builder().backoff(Duration::from_secs(2), Duration::from_secs(1)),
             "initial backoff",

@@ -67,9 +67,7 @@ impl Context {
         URL_SAFE_NO_PAD
             .decode(text)
             .map(|bytes| Self(Bytes::from(bytes)))
-            .map_err(|error| {
-                ClientError::InvalidContext(format!("{text:?} is not base64: {error}"))
-            })
+            .map_err(|error| ClientError::InvalidContext(format!("{text:?} is not base64: {error}")))
     }
 }
 
@@ -88,10 +86,7 @@ mod tests {
         check(b"", "");
         check(b"\x00", "AA");
         check(b"\xfb\xff", "-_8");
-        check(
-            &[7; 40],
-            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBw",
-        );
+        check(&[7; 40], "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBw");
     }
 
     #[test]

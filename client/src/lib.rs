@@ -64,9 +64,7 @@ mod options;
 mod read;
 mod retry;
 
-pub use client::{
-    Client, ClientBuilder, BACKOFF_MAX, ENDPOINTS_MAX, RESPONSE_BYTES_MAX, RETRIES_MAX,
-};
+pub use client::{Client, ClientBuilder, BACKOFF_MAX, ENDPOINTS_MAX, RESPONSE_BYTES_MAX, RETRIES_MAX};
 pub use context::Context;
 pub use error::ClientError;
 pub use options::{Consistency, ReadOptions, WriteOptions, TIMEOUT_MAX};

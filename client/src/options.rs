@@ -120,14 +120,9 @@ pub(crate) fn timeout_to_proto(timeout: Option<Duration>) -> Result<u32, ClientE
 pub(crate) fn ttl_to_proto(ttl: Option<Duration>) -> Result<u64, ClientError> {
     match ttl {
         None => Ok(0),
-        Some(ttl) if ttl.is_zero() => Err(ClientError::InvalidArgument(
-            "ttl must be positive".to_owned(),
-        )),
-        Some(ttl) => u64::try_from(millis_rounded_up(ttl)).map_err(|_| {
-            ClientError::InvalidArgument(format!(
-                "ttl of {ttl:?} does not fit in 64-bit milliseconds"
-            ))
-        }),
+        Some(ttl) if ttl.is_zero() => Err(ClientError::InvalidArgument("ttl must be positive".to_owned())),
+        Some(ttl) => u64::try_from(millis_rounded_up(ttl))
+            .map_err(|_| ClientError::InvalidArgument(format!("ttl of {ttl:?} does not fit in 64-bit milliseconds"))),
     }
 }
 
@@ -137,9 +132,7 @@ pub(crate) fn check_timeout(timeout: Duration) -> Result<(), String> {
         return Err("timeout must be positive".to_owned());
     }
     if timeout > TIMEOUT_MAX {
-        return Err(format!(
-            "timeout is {timeout:?}, the limit is {TIMEOUT_MAX:?}"
-        ));
+        return Err(format!("timeout is {timeout:?}, the limit is {TIMEOUT_MAX:?}"));
     }
     Ok(())
 }
@@ -189,9 +182,7 @@ mod tests {
         assert_eq!(ttl_to_proto(Some(Duration::from_secs(60))), Ok(60_000));
         assert_eq!(
             ttl_to_proto(Some(Duration::ZERO)),
-            Err(ClientError::InvalidArgument(
-                "ttl must be positive".to_owned()
-            ))
+            Err(ClientError::InvalidArgument("ttl must be positive".to_owned()))
         );
     }
 }

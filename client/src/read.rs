@@ -131,9 +131,7 @@ where
 }
 
 fn last_writer(siblings: &[SiblingValue]) -> Option<&SiblingValue> {
-    siblings
-        .iter()
-        .max_by(|a, b| (a.hlc, &a.dot).cmp(&(b.hlc, &b.dot)))
+    siblings.iter().max_by(|a, b| (a.hlc, &a.dot).cmp(&(b.hlc, &b.dot)))
 }
 
 #[cfg(test)]
@@ -159,10 +157,7 @@ mod tests {
     fn check_lww(siblings: Vec<SiblingValue>, expected: Option<&str>) {
         let read = read(siblings);
         let winner = read.last_writer_wins().map(|s| s.value.clone());
-        assert_eq!(
-            winner,
-            expected.map(|v| Bytes::copy_from_slice(v.as_bytes()))
-        );
+        assert_eq!(winner, expected.map(|v| Bytes::copy_from_slice(v.as_bytes())));
         assert_eq!(read.resolve(&LastWriterWins), winner);
     }
 
@@ -179,24 +174,15 @@ mod tests {
             Some("b"),
         );
         // Equal timestamps: the greater dot wins, whatever the order of arrival.
-        check_lww(
-            vec![sibling("a", 5, "n2:1"), sibling("b", 5, "n1:9")],
-            Some("a"),
-        );
-        check_lww(
-            vec![sibling("b", 5, "n1:9"), sibling("a", 5, "n2:1")],
-            Some("a"),
-        );
+        check_lww(vec![sibling("a", 5, "n2:1"), sibling("b", 5, "n1:9")], Some("a"));
+        check_lww(vec![sibling("b", 5, "n1:9"), sibling("a", 5, "n2:1")], Some("a"));
     }
 
     #[test]
     fn value_only_for_a_single_sibling() {
         assert_eq!(read(vec![]).value(), None);
         assert!(read(vec![]).is_empty());
-        assert_eq!(
-            read(vec![sibling("a", 1, "n1:1")]).value(),
-            Some(&Bytes::from("a"))
-        );
+        assert_eq!(read(vec![sibling("a", 1, "n1:1")]).value(), Some(&Bytes::from("a")));
         assert_eq!(
             read(vec![sibling("a", 1, "n1:1"), sibling("b", 2, "n1:2")]).value(),
             None

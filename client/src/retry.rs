@@ -30,9 +30,7 @@ impl Backoff {
     pub(crate) fn delay(&self, retry: u32, rng: &mut impl Rng) -> Duration {
         debug_assert!(retry >= 1);
         debug_assert!(self.initial <= self.max);
-        let factor = 1u32
-            .checked_shl(retry.saturating_sub(1))
-            .unwrap_or(u32::MAX);
+        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
         let full = self.initial.saturating_mul(factor).min(self.max);
         let half = full / 2;
         let spread_nanos = u64::try_from((full - half).as_nanos()).unwrap_or(u64::MAX);
@@ -68,9 +66,7 @@ pub(crate) fn classify(status: &Status) -> Failure {
         Code::Unavailable => Failure::Unavailable(status.message().to_owned()),
         // Cancelled is what tonic's server answers when the grpc-timeout we send expires.
         Code::DeadlineExceeded | Code::Cancelled => Failure::Timeout,
-        Code::InvalidArgument => {
-            Failure::Fatal(ClientError::InvalidArgument(status.message().to_owned()))
-        }
+        Code::InvalidArgument => Failure::Fatal(ClientError::InvalidArgument(status.message().to_owned())),
         code => Failure::Fatal(ClientError::Rpc {
             code,
             message: status.message().to_owned(),
@@ -147,9 +143,7 @@ mod tests {
         };
         let draw = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
-            (1..=5)
-                .map(|retry| backoff.delay(retry, &mut rng))
-                .collect::<Vec<_>>()
+            (1..=5).map(|retry| backoff.delay(retry, &mut rng)).collect::<Vec<_>>()
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));

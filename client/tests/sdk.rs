@@ -13,8 +13,7 @@ use bytes::Bytes;
 use fake::{black_hole_endpoint, dead_endpoint, lock, FakeNode};
 use ringkv_client::proto::{self, GetResponse, Level, Sibling, StatusResponse};
 use ringkv_client::{
-    Client, ClientError, Consistency, Context, LastWriterWins, ReadOptions, SiblingValue,
-    WriteOptions,
+    Client, ClientError, Consistency, Context, LastWriterWins, ReadOptions, SiblingValue, WriteOptions,
 };
 use tokio::time::Instant;
 use tonic::{Code, Status};
@@ -95,15 +94,8 @@ async fn get_put_delete_pass_every_field_through() {
         timeout: None,
         ttl: Some(Duration::from_secs(90)),
     };
-    let (written, _) = within(
-        BOUND,
-        client.put_with("key-1", b"v2".to_vec(), &read.context, options),
-    )
-    .await;
-    assert_eq!(
-        written.expect("put"),
-        Context::from_bytes(&b"context-after-put"[..])
-    );
+    let (written, _) = within(BOUND, client.put_with("key-1", b"v2".to_vec(), &read.context, options)).await;
+    assert_eq!(written.expect("put"), Context::from_bytes(&b"context-after-put"[..]));
 
     let (deleted, _) = within(BOUND, client.delete("key-1", &read.context)).await;
     deleted.expect("delete");
@@ -151,10 +143,7 @@ async fn get_put_delete_pass_every_field_through() {
     // Every attempt tells the server its deadline, so it can stop work nobody waits for.
     let grpc_timeouts = lock(&node.state.grpc_timeouts).clone();
     assert_eq!(grpc_timeouts.len(), 4);
-    assert!(
-        grpc_timeouts.iter().all(Option::is_some),
-        "{grpc_timeouts:?}"
-    );
+    assert!(grpc_timeouts.iter().all(Option::is_some), "{grpc_timeouts:?}");
     assert_eq!(node.state.calls(), 4);
 }
 
@@ -231,10 +220,7 @@ async fn resolvers_pick_among_several_siblings() {
     assert_eq!(read.value(), None, "several siblings have no single value");
     // Newest hlc wins; between the two at 41 the greater dot ("n3:2") breaks the tie.
     let winner = read.last_writer_wins().expect("a winner");
-    assert_eq!(
-        (winner.value.as_ref(), winner.dot.as_str()),
-        (&b"banana"[..], "n3:2")
-    );
+    assert_eq!((winner.value.as_ref(), winner.dot.as_str()), (&b"banana"[..], "n3:2"));
     assert_eq!(read.resolve(&LastWriterWins), Some(Bytes::from("banana")));
 
     let union = |siblings: &[SiblingValue]| {
@@ -242,16 +228,8 @@ async fn resolvers_pick_among_several_siblings() {
         values.sort_unstable();
         Some(Bytes::from(values.join(&b',')))
     };
-    assert_eq!(
-        read.resolve(&union),
-        Some(Bytes::from("apple,banana,cherry,date"))
-    );
-    let oldest = |siblings: &[SiblingValue]| {
-        siblings
-            .iter()
-            .min_by_key(|s| s.hlc)
-            .map(|s| s.value.clone())
-    };
+    assert_eq!(read.resolve(&union), Some(Bytes::from("apple,banana,cherry,date")));
+    let oldest = |siblings: &[SiblingValue]| siblings.iter().min_by_key(|s| s.hlc).map(|s| s.value.clone());
     assert_eq!(read.resolve(&oldest), Some(Bytes::from("date")));
 }
 
@@ -278,11 +256,7 @@ async fn failover_moves_the_preference_to_the_endpoint_that_answered() {
     first
         .state
         .fail_next([Status::unavailable("not enough replicas: 1 of 2")]);
-    let client = client(
-        &[&first.endpoint, &second.endpoint],
-        1,
-        Duration::from_secs(2),
-    );
+    let client = client(&[&first.endpoint, &second.endpoint], 1, Duration::from_secs(2));
 
     let (read, _) = within(BOUND, client.get("k")).await;
     read.expect("second endpoint answers");
@@ -358,9 +332,8 @@ async fn unavailable_without_retries_fails_after_one_attempt() {
 #[tokio::test]
 async fn invalid_argument_is_returned_at_once_with_the_servers_message() {
     let node = FakeNode::start().await;
-    node.state.fail_next([Status::invalid_argument(
-        "key is 2000 bytes, the limit is 1024",
-    )]);
+    node.state
+        .fail_next([Status::invalid_argument("key is 2000 bytes, the limit is 1024")]);
     let client = client(&[&node.endpoint], 3, Duration::from_secs(2));
     let (result, _) = within(BOUND, client.get(vec![b'k'; 2000])).await;
     let error = result.expect_err("rejected");
@@ -512,31 +485,17 @@ async fn bad_options_are_rejected_before_anything_is_sent() {
 
 #[tokio::test]
 async fn invalid_endpoints_are_rejected_at_build() {
-    let check =
-        |endpoints: &[&str], expected_endpoint: &str, expected_reason: &str| match Client::connect(
-            endpoints,
-        ) {
-            Err(ClientError::InvalidEndpoint { endpoint, reason }) => {
-                assert_eq!(endpoint, expected_endpoint);
-                assert!(
-                    reason.contains(expected_reason),
-                    "{reason:?} lacks {expected_reason:?}"
-                );
-            }
-            other => panic!("{endpoints:?} gave {other:?}"),
-        };
+    let check = |endpoints: &[&str], expected_endpoint: &str, expected_reason: &str| match Client::connect(endpoints) {
+        Err(ClientError::InvalidEndpoint { endpoint, reason }) => {
+            assert_eq!(endpoint, expected_endpoint);
+            assert!(reason.contains(expected_reason), "{reason:?} lacks {expected_reason:?}");
+        }
+        other => panic!("{endpoints:?} gave {other:?}"),
+    };
     check(&[], "", "no endpoints");
     check(&["127.0.0.1:7101", "nope"], "nope", "missing port");
-    check(
-        &["127.0.0.1:7101", "127.0.0.1:7101"],
-        "127.0.0.1:7101",
-        "listed twice",
-    );
-    check(
-        &["grpc://127.0.0.1:7101"],
-        "grpc://127.0.0.1:7101",
-        "only plain http",
-    );
+    check(&["127.0.0.1:7101", "127.0.0.1:7101"], "127.0.0.1:7101", "listed twice");
+    check(&["grpc://127.0.0.1:7101"], "grpc://127.0.0.1:7101", "only plain http");
     check(
         &["127.0.0.1:notaport"],
         "127.0.0.1:notaport",

@@ -28,8 +28,5 @@ pub fn router(core: Arc<NodeCore>) -> Router {
                 }
             }),
         )
-        .route(
-            "/health",
-            get(move || async move { format!("ok {}\n", core.me()) }),
-        )
+        .route("/health", get(move || async move { format!("ok {}\n", core.me()) }))
 }

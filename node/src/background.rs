@@ -20,11 +20,7 @@ pub const HANDOFF_BATCH_MAX: usize = 256;
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Pings every peer each interval and reports the outcome to the membership.
-pub async fn probe_loop(
-    core: Arc<NodeCore>,
-    peers: Vec<NodeId>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn probe_loop(core: Arc<NodeCore>, peers: Vec<NodeId>, mut shutdown: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(core.config.probe_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

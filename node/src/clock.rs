@@ -45,17 +45,11 @@ impl NodeClock {
     /// A fresh hybrid logical timestamp.
     pub fn hlc_now(&self) -> Hlc {
         let wall_ms = self.wall_ms();
-        self.hlc
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .now(wall_ms)
+        self.hlc.lock().unwrap_or_else(|p| p.into_inner()).now(wall_ms)
     }
 
     /// Moves the hybrid clock past a timestamp seen in a replica's state.
     pub fn observe(&self, remote: Hlc) {
-        self.hlc
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(remote);
+        self.hlc.lock().unwrap_or_else(|p| p.into_inner()).observe(remote);
     }
 }

@@ -126,6 +126,14 @@ pub struct NodeConfig {
     pub probe_interval: Duration,
     /// How often hints are handed off.
     pub handoff_interval: Duration,
+    /// Whether a write for an unreachable replica is kept as a hint (sloppy quorum).
+    pub hinted_handoff: bool,
+    /// How often this node runs an anti-entropy exchange with one peer.
+    pub anti_entropy_interval: Duration,
+    /// How often a tombstone GC round runs.
+    pub gc_interval: Duration,
+    /// How long a key stays dead before its tombstone may be purged.
+    pub tombstone_grace: Duration,
 }
 
 /// The TOML file's shape; every field optional.
@@ -148,6 +156,13 @@ pub struct ConfigFile {
     #[serde(default, with = "humantime_serde_opt")]
     pub request_timeout: Option<Duration>,
     pub fsync: Option<bool>,
+    pub hinted_handoff: Option<bool>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub anti_entropy_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub gc_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub tombstone_grace: Option<Duration>,
     pub key_bytes_max: Option<u32>,
     pub value_bytes_max: Option<u32>,
 }
@@ -205,6 +220,10 @@ impl NodeConfig {
             limits: Limits::default(),
             probe_interval: Duration::from_millis(500),
             handoff_interval: Duration::from_millis(500),
+            hinted_handoff: true,
+            anti_entropy_interval: Duration::from_secs(10),
+            gc_interval: Duration::from_secs(10),
+            tombstone_grace: Duration::from_secs(3600),
         }
     }
 
@@ -212,10 +231,7 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, reason: String| Err(ConfigError::Invalid { field, reason });
         if self.replicas == 0 || self.replicas > REPLICAS_MAX {
-            return invalid(
-                "replicas",
-                format!("{} is outside 1..={REPLICAS_MAX}", self.replicas),
-            );
+            return invalid("replicas", format!("{} is outside 1..={REPLICAS_MAX}", self.replicas));
         }
         if self.read_quorum == 0 || self.read_quorum > self.replicas {
             return invalid(
@@ -235,11 +251,27 @@ impl NodeConfig {
         if self.request_timeout.is_zero() || self.request_timeout > REQUEST_TIMEOUT_MAX {
             return invalid(
                 "request_timeout",
+                format!("{:?} is outside (0, {:?}]", self.request_timeout, REQUEST_TIMEOUT_MAX),
+            );
+        }
+        if self.tombstone_grace < self.request_timeout {
+            return invalid(
+                "tombstone_grace",
                 format!(
-                    "{:?} is outside (0, {:?}]",
-                    self.request_timeout, REQUEST_TIMEOUT_MAX
+                    "{:?} is shorter than request_timeout {:?}: a write in flight could revive a purged key",
+                    self.tombstone_grace, self.request_timeout
                 ),
             );
+        }
+        for (field, value) in [
+            ("probe_interval", self.probe_interval),
+            ("handoff_interval", self.handoff_interval),
+            ("anti_entropy_interval", self.anti_entropy_interval),
+            ("gc_interval", self.gc_interval),
+        ] {
+            if value.is_zero() {
+                return invalid(field, "must be greater than zero".to_owned());
+            }
         }
         let mut ids: Vec<&NodeId> = self.seeds.iter().map(|s| &s.id).collect();
         ids.sort();
@@ -264,10 +296,7 @@ impl NodeConfig {
         {
             return invalid(
                 "seeds",
-                format!(
-                    "{} is listed at this node's address {}",
-                    clash.id, self.advertise
-                ),
+                format!("{} is listed at this node's address {}", clash.id, self.advertise),
             );
         }
         Ok(())
@@ -290,12 +319,7 @@ mod tests {
     fn seeds_parse_and_refuse_garbage() {
         let seed: Seed = "n2@127.0.0.1:7102".parse().expect("valid seed");
         assert_eq!(seed.to_string(), "n2@127.0.0.1:7102");
-        for bad in [
-            "127.0.0.1:7102",
-            "n2@nowhere",
-            "@127.0.0.1:1",
-            "bad id@127.0.0.1:1",
-        ] {
+        for bad in ["127.0.0.1:7102", "n2@nowhere", "@127.0.0.1:1", "bad id@127.0.0.1:1"] {
             assert!(bad.parse::<Seed>().is_err(), "{bad} should be refused");
         }
     }
@@ -312,6 +336,8 @@ mod tests {
         check(&|c| c.write_quorum = 4, "write_quorum");
         check(&|c| c.read_quorum = 0, "read_quorum");
         check(&|c| c.request_timeout = Duration::ZERO, "request_timeout");
+        check(&|c| c.tombstone_grace = Duration::from_millis(1), "tombstone_grace");
+        check(&|c| c.gc_interval = Duration::ZERO, "gc_interval");
         check(
             &|c| {
                 c.seeds = vec![
@@ -326,11 +352,9 @@ mod tests {
 
     #[test]
     fn config_file_refuses_unknown_fields() {
-        let err = toml::from_str::<ConfigFile>("node_id = \"n1\"\nreplica = 3\n")
-            .expect_err("unknown field");
+        let err = toml::from_str::<ConfigFile>("node_id = \"n1\"\nreplica = 3\n").expect_err("unknown field");
         assert!(err.to_string().contains("replica"), "{err}");
-        let ok: ConfigFile =
-            toml::from_str("node_id = \"n1\"\nrequest_timeout = \"1500ms\"\n").expect("valid");
+        let ok: ConfigFile = toml::from_str("node_id = \"n1\"\nrequest_timeout = \"1500ms\"\n").expect("valid");
         assert_eq!(ok.request_timeout, Some(Duration::from_millis(1500)));
     }
 }

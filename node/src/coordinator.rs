@@ -24,9 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ringkv_client::proto;
 use ringkv_ring::{NodeId, PreferenceList, Ring};
-use ringkv_storage::{
-    record, ContextError, Key, KeyState, LimitError, VersionVector, Write, SIBLINGS_WARN,
-};
+use ringkv_storage::{record, ContextError, Key, KeyState, LimitError, VersionVector, Write, SIBLINGS_WARN};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -173,12 +171,7 @@ impl Coordinator {
     }
 
     /// Reads `key` from `r` replicas.
-    pub async fn get(
-        &self,
-        key: Key,
-        r: u8,
-        timeout: Duration,
-    ) -> Result<ReadOutcome, RequestError> {
+    pub async fn get(&self, key: Key, r: u8, timeout: Duration) -> Result<ReadOutcome, RequestError> {
         let deadline = Instant::now() + timeout;
         let ring = self.core.membership.ring();
         let pref = self.preference_list(&ring, &key)?;
@@ -228,18 +221,10 @@ impl Coordinator {
         }
         let repair = self.clone();
         tokio::spawn(async move { repair.read_repair(key, replies, rx, deadline).await });
-        Ok(ReadOutcome {
-            state: merged,
-            replied,
-        })
+        Ok(ReadOutcome { state: merged, replied })
     }
 
-    async fn read_replica(
-        &self,
-        node: &NodeId,
-        key: &Key,
-        deadline: Instant,
-    ) -> Result<KeyState, String> {
+    async fn read_replica(&self, node: &NodeId, key: &Key, deadline: Instant) -> Result<KeyState, String> {
         if node == self.core.me() {
             return self
                 .core
@@ -353,7 +338,7 @@ impl Coordinator {
             .core
             .store
             .update(request.key.clone(), move |s| {
-                s.put(
+                s.put_with_floor(
                     actor,
                     &context,
                     Write {
@@ -361,6 +346,7 @@ impl Coordinator {
                         hlc,
                         expires_at_ms,
                     },
+                    hlc.raw(),
                 );
             })
             .await?;
@@ -399,11 +385,7 @@ impl Coordinator {
         needed: u8,
         deadline: Instant,
     ) -> Result<usize, RequestError> {
-        let targets: Vec<NodeId> = pref
-            .iter()
-            .filter(|n| *n != self.core.me())
-            .cloned()
-            .collect();
+        let targets: Vec<NodeId> = pref.iter().filter(|n| *n != self.core.me()).cloned().collect();
         if targets.is_empty() {
             return Ok(0);
         }
@@ -424,14 +406,7 @@ impl Coordinator {
             let replica_deadline = Instant::now() + self.core.config.request_timeout;
             tokio::spawn(async move {
                 let stored = this
-                    .store_copy_or_hint(
-                        &target,
-                        &key,
-                        &state,
-                        &encoded,
-                        &fallbacks,
-                        replica_deadline,
-                    )
+                    .store_copy_or_hint(&target, &key, &state, &encoded, &fallbacks, replica_deadline)
                     .await;
                 let _ = tx.send(stored).await;
             });
@@ -467,11 +442,12 @@ impl Coordinator {
         {
             return true;
         }
+        if !self.core.config.hinted_handoff {
+            // Hints disabled: the replica catches up through anti-entropy instead.
+            return false;
+        }
         loop {
-            let next = fallbacks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop_front();
+            let next = fallbacks.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
             let Some(stand_in) = next else { break };
             if self
                 .store_copy(&stand_in, key, state, encoded, Some(target), deadline)
@@ -513,12 +489,7 @@ impl Coordinator {
                         .put_hint(target.clone(), key.clone(), state.clone())
                         .await
                 }
-                None => self
-                    .core
-                    .store
-                    .merge(key.clone(), state.clone())
-                    .await
-                    .map(|_| ()),
+                None => self.core.store.merge(key.clone(), state.clone()).await.map(|_| ()),
             };
             return result.map_err(|e| e.to_string());
         }
@@ -547,11 +518,7 @@ impl Coordinator {
     }
 
     /// Hands a write to the first reachable replica of its key.
-    async fn forward(
-        &self,
-        pref: &PreferenceList,
-        request: WriteRequest,
-    ) -> Result<WriteOutcome, RequestError> {
+    async fn forward(&self, pref: &PreferenceList, request: WriteRequest) -> Result<WriteOutcome, RequestError> {
         let deadline = Instant::now() + request.timeout;
         let membership = &self.core.membership;
         // Live replicas first, then the others in case the failure detector is wrong.
@@ -580,14 +547,12 @@ impl Coordinator {
                         ttl_ms: request.ttl.map(|t| t.as_millis() as u64).unwrap_or(0),
                         forwarded: true,
                     };
-                    tokio::time::timeout_at(deadline, client.put(put))
-                        .await
-                        .map(|r| {
-                            r.map(|ok| {
-                                let ok = ok.into_inner();
-                                (ok.context, ok.replicas_acked)
-                            })
+                    tokio::time::timeout_at(deadline, client.put(put)).await.map(|r| {
+                        r.map(|ok| {
+                            let ok = ok.into_inner();
+                            (ok.context, ok.replicas_acked)
                         })
+                    })
                 }
                 None => {
                     let delete = proto::DeleteRequest {
@@ -612,10 +577,7 @@ impl Coordinator {
                 }
                 // Unreachable: try the next replica. Any other answer is the replica's
                 // verdict on the write and goes back to the client as it is.
-                Ok(Err(status))
-                    if status.code() == tonic::Code::Unavailable
-                        && is_transport_failure(&status) =>
-                {
+                Ok(Err(status)) if status.code() == tonic::Code::Unavailable && is_transport_failure(&status) => {
                     self.replica_failed(node, &status);
                 }
                 Ok(Err(status)) => return Err(RequestError::Remote(status)),
@@ -631,6 +593,5 @@ impl Coordinator {
 /// Whether an UNAVAILABLE status came from the connection rather than from the peer's
 /// own answer (which always carries our error text).
 fn is_transport_failure(status: &tonic::Status) -> bool {
-    !status.message().contains("quorum not met")
-        && !status.message().contains("no replica of the key")
+    !status.message().contains("quorum not met") && !status.message().contains("no replica of the key")
 }

@@ -51,12 +51,7 @@ impl KvService {
         what: &'static str,
         default: u8,
     ) -> Result<u8, RequestError> {
-        resolve_quorum(
-            consistency,
-            what,
-            default,
-            self.coordinator.core().config.replicas,
-        )
+        resolve_quorum(consistency, what, default, self.coordinator.core().config.replicas)
     }
 
     fn record<T>(&self, op: Op, started: Instant, result: &Result<T, RequestError>) {
@@ -68,11 +63,10 @@ impl KvService {
                 _ => Outcome::Error,
             },
         };
-        self.coordinator.core().metrics.observe_request(
-            op,
-            outcome,
-            started.elapsed().as_secs_f64(),
-        );
+        self.coordinator
+            .core()
+            .metrics
+            .observe_request(op, outcome, started.elapsed().as_secs_f64());
     }
 
     async fn write(&self, request: WriteRequest) -> Result<proto::PutResponse, RequestError> {
@@ -131,11 +125,7 @@ pub fn resolve_quorum(
         proto::Level::Count => consistency.count,
     };
     if count == 0 || count > u32::from(n) {
-        return Err(RequestError::BadQuorum {
-            what,
-            got: count,
-            n,
-        });
+        return Err(RequestError::BadQuorum { what, got: count, n });
     }
     Ok(count as u8)
 }
@@ -148,9 +138,9 @@ pub fn status(error: &RequestError) -> Status {
         | RequestError::Context(_)
         | RequestError::BadQuorum { .. }
         | RequestError::TimeoutTooLong { .. } => Status::invalid_argument(message),
-        RequestError::QuorumNotMet { .. }
-        | RequestError::NoReplicaReachable { .. }
-        | RequestError::EmptyRing => Status::unavailable(message),
+        RequestError::QuorumNotMet { .. } | RequestError::NoReplicaReachable { .. } | RequestError::EmptyRing => {
+            Status::unavailable(message)
+        }
         RequestError::NotReplica { .. } => Status::failed_precondition(message),
         RequestError::BadReplicaState { .. } | RequestError::Store(_) => Status::internal(message),
         RequestError::Remote(status) => status.clone(),
@@ -168,19 +158,12 @@ fn sibling(s: &ringkv_storage::Sibling) -> proto::Sibling {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn get(
-        &self,
-        request: Request<proto::GetRequest>,
-    ) -> Result<Response<proto::GetResponse>, Status> {
+    async fn get(&self, request: Request<proto::GetRequest>) -> Result<Response<proto::GetResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
         let result = async {
             let key = self.key(request.key)?;
-            let r = self.quorum(
-                request.consistency,
-                "r",
-                self.coordinator.core().config.read_quorum,
-            )?;
+            let r = self.quorum(request.consistency, "r", self.coordinator.core().config.read_quorum)?;
             let timeout = self.timeout(request.timeout_ms)?;
             self.coordinator.get(key, r, timeout).await
         }
@@ -195,10 +178,7 @@ impl Kv for KvService {
         }))
     }
 
-    async fn put(
-        &self,
-        request: Request<proto::PutRequest>,
-    ) -> Result<Response<proto::PutResponse>, Status> {
+    async fn put(&self, request: Request<proto::PutRequest>) -> Result<Response<proto::PutResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
         let result = async {
@@ -218,22 +198,11 @@ impl Kv for KvService {
         result.map(Response::new).map_err(|e| status(&e))
     }
 
-    async fn delete(
-        &self,
-        request: Request<proto::DeleteRequest>,
-    ) -> Result<Response<proto::DeleteResponse>, Status> {
+    async fn delete(&self, request: Request<proto::DeleteRequest>) -> Result<Response<proto::DeleteResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
         let result = async {
-            let write = self.write_request(
-                r.key,
-                None,
-                r.context,
-                r.consistency,
-                r.timeout_ms,
-                0,
-                r.forwarded,
-            )?;
+            let write = self.write_request(r.key, None, r.context, r.consistency, r.timeout_ms, 0, r.forwarded)?;
             self.write(write).await
         }
         .await;
@@ -247,10 +216,7 @@ impl Kv for KvService {
             .map_err(|e| status(&e))
     }
 
-    async fn status(
-        &self,
-        _request: Request<proto::StatusRequest>,
-    ) -> Result<Response<proto::StatusResponse>, Status> {
+    async fn status(&self, _request: Request<proto::StatusRequest>) -> Result<Response<proto::StatusResponse>, Status> {
         let core = self.coordinator.core();
         let ring = core.membership.ring();
         let shares = ring.replica_share(core.config.replicas);

@@ -3,11 +3,15 @@
 //! Engines are synchronous (RocksDB blocks on I/O and fsync), so every call runs on
 //! tokio's blocking pool. This wrapper is the only place that does that, which keeps the
 //! rest of the node free of `spawn_blocking` and gives one spot to change the policy.
+//! It is also the one path by which the node writes, so it keeps the anti-entropy hash
+//! trees ([`MerkleIndex`]) in step with every change.
 
 use std::sync::Arc;
 
 use ringkv_ring::{NodeId, Position};
 use ringkv_storage::{Durability, Engine, EngineError, Key, KeyState};
+
+use crate::merkle_index::{digest, MerkleIndex};
 
 /// Errors from the local store.
 #[derive(Debug, thiserror::Error)]
@@ -25,12 +29,22 @@ pub enum StoreError {
 pub struct LocalStore {
     engine: Arc<dyn Engine>,
     durability: Durability,
+    index: Arc<MerkleIndex>,
 }
 
 impl LocalStore {
-    /// Wraps an engine; writes use `durability`.
-    pub fn new(engine: Arc<dyn Engine>, durability: Durability) -> LocalStore {
-        LocalStore { engine, durability }
+    /// Wraps an engine; writes use `durability` and are reported to `index`.
+    pub fn new(engine: Arc<dyn Engine>, durability: Durability, index: Arc<MerkleIndex>) -> LocalStore {
+        LocalStore {
+            engine,
+            durability,
+            index,
+        }
+    }
+
+    /// The hash trees kept in step with this store.
+    pub fn index(&self) -> &Arc<MerkleIndex> {
+        &self.index
     }
 
     /// The engine itself, for synchronous use at startup.
@@ -61,17 +75,47 @@ impl LocalStore {
         key: Key,
         mut change: impl FnMut(&mut KeyState) + Send + 'static,
     ) -> Result<KeyState, StoreError> {
-        self.run(move |e, d| e.update(&key, d, &mut change)).await
+        let index = Arc::clone(&self.index);
+        self.run(move |e, d| {
+            let mut before = None;
+            let after = e.update(&key, d, &mut |state| {
+                before = digest(state);
+                change(state);
+            })?;
+            index.record(&key, before, digest(&after));
+            Ok(after)
+        })
+        .await
     }
 
     /// Merges a state from another replica.
     pub async fn merge(&self, key: Key, state: KeyState) -> Result<KeyState, StoreError> {
-        self.run(move |e, d| e.merge(&key, &state, d)).await
+        self.update(key, move |s| s.merge(&state)).await
     }
 
     /// Merges many states in one batch.
     pub async fn merge_batch(&self, entries: Vec<(Key, KeyState)>) -> Result<(), StoreError> {
-        self.run(move |e, d| e.merge_batch(&entries, d)).await
+        let index = Arc::clone(&self.index);
+        self.run(move |e, d| {
+            for change in e.merge_batch(&entries, d)? {
+                index.record(&change.key, digest(&change.before), digest(&change.after));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a key's record if it still equals `expected`; returns whether it did.
+    pub async fn remove_if_unchanged(&self, key: Key, expected: KeyState) -> Result<bool, StoreError> {
+        let index = Arc::clone(&self.index);
+        self.run(move |e, d| {
+            let removed = e.remove_if_unchanged(&key, &expected, d)?;
+            if removed {
+                index.record(&key, digest(&expected), None);
+            }
+            Ok(removed)
+        })
+        .await
     }
 
     /// Scans a position interval.
@@ -82,27 +126,29 @@ impl LocalStore {
         after: Option<Key>,
         limit: usize,
     ) -> Result<Vec<(Key, KeyState)>, StoreError> {
-        self.run(move |e, _| e.scan(lo, hi, after.as_ref(), limit))
-            .await
+        self.run(move |e, _| e.scan(lo, hi, after.as_ref(), limit)).await
     }
 
     /// Stores a hint for `target`.
-    pub async fn put_hint(
-        &self,
-        target: NodeId,
-        key: Key,
-        state: KeyState,
-    ) -> Result<(), StoreError> {
-        self.run(move |e, d| e.put_hint(&target, &key, &state, d))
-            .await
+    pub async fn put_hint(&self, target: NodeId, key: Key, state: KeyState) -> Result<(), StoreError> {
+        self.run(move |e, d| e.put_hint(&target, &key, &state, d)).await
+    }
+
+    /// Whether any hint about `key` is held, for any of `targets`.
+    pub async fn holds_hint(&self, key: Key, targets: Vec<NodeId>) -> Result<bool, StoreError> {
+        self.run(move |e, _| {
+            for target in &targets {
+                if e.hint(target, &key)?.is_some() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .await
     }
 
     /// A page of hints for `target`.
-    pub async fn hints(
-        &self,
-        target: NodeId,
-        limit: usize,
-    ) -> Result<Vec<(Key, KeyState)>, StoreError> {
+    pub async fn hints(&self, target: NodeId, limit: usize) -> Result<Vec<(Key, KeyState)>, StoreError> {
         self.run(move |e, _| e.hints(&target, limit)).await
     }
 

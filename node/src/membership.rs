@@ -53,8 +53,7 @@ impl StaticMembership {
         zone: Option<String>,
         seeds: &[Seed],
     ) -> Result<StaticMembership, RingError> {
-        let mut addresses: BTreeMap<NodeId, SocketAddr> =
-            seeds.iter().map(|s| (s.id.clone(), s.address)).collect();
+        let mut addresses: BTreeMap<NodeId, SocketAddr> = seeds.iter().map(|s| (s.id.clone(), s.address)).collect();
         addresses.insert(me.clone(), my_address);
         // Static seeds carry no vnode count or zone of their own: every member is assumed
         // configured like this node (gossip carries each member's own values).
@@ -86,11 +85,7 @@ impl StaticMembership {
 
     /// The other members, to probe.
     pub fn peers(&self) -> Vec<NodeId> {
-        self.addresses
-            .keys()
-            .filter(|id| **id != self.me)
-            .cloned()
-            .collect()
+        self.addresses.keys().filter(|id| **id != self.me).cloned().collect()
     }
 }
 
@@ -145,14 +140,7 @@ mod tests {
     #[test]
     fn liveness_needs_repeated_failures_and_one_success() {
         let seeds: Vec<Seed> = vec!["n2@127.0.0.1:2".parse().expect("seed")];
-        let m = StaticMembership::new(
-            &id("n1"),
-            "127.0.0.1:1".parse().expect("addr"),
-            8,
-            None,
-            &seeds,
-        )
-        .expect("ring");
+        let m = StaticMembership::new(&id("n1"), "127.0.0.1:1".parse().expect("addr"), 8, None, &seeds).expect("ring");
         assert_eq!(m.ring().physical_node_count(), 2);
         assert!(m.is_alive(&id("n2")));
         m.report(&id("n2"), false);

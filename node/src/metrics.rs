@@ -63,6 +63,16 @@ pub struct Metrics {
     pub replica_rpc_errors: Counter,
     /// Keys read with more than `SIBLINGS_WARN` live siblings.
     pub sibling_explosions: Counter,
+    /// Anti-entropy exchanges completed.
+    pub anti_entropy_exchanges: Counter,
+    /// Keys repaired by anti-entropy (on either side).
+    pub anti_entropy_keys_repaired: Counter,
+    /// Protobuf bytes sent and received by anti-entropy.
+    pub anti_entropy_bytes: Counter,
+    /// Seconds the last hash-tree rebuild at start took.
+    pub anti_entropy_rebuild_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Tombstones purged from every replica.
+    pub tombstones_purged: Counter,
 }
 
 impl Default for Metrics {
@@ -76,11 +86,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("ringkv");
         let requests = Family::<OpOutcome, Counter>::default();
-        registry.register(
-            "requests",
-            "Client requests by operation and outcome",
-            requests.clone(),
-        );
+        registry.register("requests", "Client requests by operation and outcome", requests.clone());
         let latency = Family::<OpLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
         });
@@ -90,11 +96,7 @@ impl Metrics {
             latency.clone(),
         );
         let hints_pending = Gauge::default();
-        registry.register(
-            "hints_pending",
-            "Hints held for other nodes",
-            hints_pending.clone(),
-        );
+        registry.register("hints_pending", "Hints held for other nodes", hints_pending.clone());
         let hints_delivered = Counter::default();
         registry.register(
             "hints_delivered",
@@ -125,8 +127,43 @@ impl Metrics {
             "Reads that found more siblings than the warning level",
             sibling_explosions.clone(),
         );
+        let anti_entropy_exchanges = Counter::default();
+        registry.register(
+            "anti_entropy_exchanges",
+            "Anti-entropy exchanges completed",
+            anti_entropy_exchanges.clone(),
+        );
+        let anti_entropy_keys_repaired = Counter::default();
+        registry.register(
+            "anti_entropy_keys_repaired",
+            "Keys repaired by anti-entropy",
+            anti_entropy_keys_repaired.clone(),
+        );
+        let anti_entropy_bytes = Counter::default();
+        registry.register(
+            "anti_entropy_bytes",
+            "Bytes exchanged by anti-entropy",
+            anti_entropy_bytes.clone(),
+        );
+        let anti_entropy_rebuild_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "anti_entropy_rebuild_seconds",
+            "Time the hash-tree rebuild at start took",
+            anti_entropy_rebuild_seconds.clone(),
+        );
+        let tombstones_purged = Counter::default();
+        registry.register(
+            "tombstones_purged",
+            "Tombstones purged from every replica",
+            tombstones_purged.clone(),
+        );
         Metrics {
             registry,
+            anti_entropy_exchanges,
+            anti_entropy_keys_repaired,
+            anti_entropy_bytes,
+            anti_entropy_rebuild_seconds,
+            tombstones_purged,
             requests,
             latency,
             hints_pending,
@@ -140,9 +177,7 @@ impl Metrics {
 
     /// Records one finished client request.
     pub fn observe_request(&self, op: Op, outcome: Outcome, seconds: f64) {
-        self.requests
-            .get_or_create(&OpOutcome { op, outcome })
-            .inc();
+        self.requests.get_or_create(&OpOutcome { op, outcome }).inc();
         self.latency.get_or_create(&OpLabel { op }).observe(seconds);
     }
 
@@ -170,9 +205,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ringkv_read_repairs_total 1"), "{text}");
-        assert!(
-            text.contains("ringkv_request_duration_seconds_bucket"),
-            "{text}"
-        );
+        assert!(text.contains("ringkv_request_duration_seconds_bucket"), "{text}");
     }
 }

@@ -12,7 +12,10 @@ use ringkv_ring::NodeId;
 use ringkv_storage::{record, Key, KeyState};
 use tonic::{Request, Response, Status};
 
+use crate::anti_entropy::leaf_digests;
 use crate::node_core::NodeCore;
+use ringkv_storage::merkle::LeafId;
+use ringkv_storage::SEGMENT_LEAVES;
 
 /// Most entries in one `MergeBatch` call.
 pub const MERGE_BATCH_ENTRIES_MAX: usize = 4096;
@@ -23,6 +26,19 @@ pub struct ReplicaService {
 }
 
 impl ReplicaService {
+    fn segment(&self, end: u64) -> Result<usize, Status> {
+        self.core.store.index().with(|trees| {
+            let index = trees.segment_of(end);
+            if trees.segment_ends()[index] == end {
+                Ok(index)
+            } else {
+                Err(Status::failed_precondition(format!(
+                    "no segment ends at {end:016x}: ring views differ"
+                )))
+            }
+        })
+    }
+
     /// A service over a node's shared state.
     pub fn new(core: Arc<NodeCore>) -> ReplicaService {
         ReplicaService { core }
@@ -37,8 +53,7 @@ impl ReplicaService {
     }
 
     fn state(&self, bytes: &[u8]) -> Result<KeyState, Status> {
-        let state = record::decode(bytes)
-            .map_err(|e| Status::invalid_argument(format!("invalid state: {e}")))?;
+        let state = record::decode(bytes).map_err(|e| Status::invalid_argument(format!("invalid state: {e}")))?;
         if let Some(latest) = state.siblings().iter().map(|s| s.hlc()).max() {
             self.core.clock.observe(latest);
         }
@@ -58,9 +73,7 @@ impl Replica for ReplicaService {
     ) -> Result<Response<proto::ReplicaReadResponse>, Status> {
         let key = self.key(request.into_inner().key)?;
         let state = self.core.store.get(key).await.map_err(internal)?;
-        let state = state
-            .map(|s| Bytes::from(record::encode(&s)))
-            .unwrap_or_default();
+        let state = state.map(|s| Bytes::from(record::encode(&s))).unwrap_or_default();
         Ok(Response::new(proto::ReplicaReadResponse { state }))
     }
 
@@ -109,10 +122,96 @@ impl Replica for ReplicaService {
         Ok(Response::new(proto::ReplicaMergeResponse {}))
     }
 
-    async fn ping(
+    async fn segment_roots(
         &self,
-        request: Request<proto::PingRequest>,
-    ) -> Result<Response<proto::PingResponse>, Status> {
+        request: Request<proto::SegmentRootsRequest>,
+    ) -> Result<Response<proto::SegmentRootsResponse>, Status> {
+        let ends = request.into_inner().segment_ends;
+        if ends.len() > crate::anti_entropy::SEGMENTS_PER_REQUEST_MAX {
+            return Err(Status::invalid_argument(format!(
+                "{} segments, the limit is {}",
+                ends.len(),
+                crate::anti_entropy::SEGMENTS_PER_REQUEST_MAX
+            )));
+        }
+        let mut segments = Vec::with_capacity(ends.len());
+        for end in ends {
+            segments.push(self.segment(end)?);
+        }
+        let roots = self
+            .core
+            .store
+            .index()
+            .with(|trees| segments.iter().map(|s| trees.root(*s)).collect());
+        Ok(Response::new(proto::SegmentRootsResponse { roots }))
+    }
+
+    async fn segment_leaves(
+        &self,
+        request: Request<proto::SegmentLeavesRequest>,
+    ) -> Result<Response<proto::SegmentLeavesResponse>, Status> {
+        let segment = self.segment(request.into_inner().segment_end)?;
+        let leaves = self.core.store.index().with(|trees| trees.leaves(segment).to_vec());
+        Ok(Response::new(proto::SegmentLeavesResponse { leaves }))
+    }
+
+    async fn leaf_digests(
+        &self,
+        request: Request<proto::LeafDigestsRequest>,
+    ) -> Result<Response<proto::LeafDigestsResponse>, Status> {
+        let request = request.into_inner();
+        let segment = self.segment(request.segment_end)?;
+        let leaf = request.leaf as usize;
+        if leaf >= SEGMENT_LEAVES {
+            return Err(Status::invalid_argument(format!(
+                "leaf {leaf} is outside 0..{SEGMENT_LEAVES}"
+            )));
+        }
+        let entries = leaf_digests(&self.core, LeafId { segment, leaf })
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|(key, digest)| proto::KeyDigest {
+                key: Bytes::from(key),
+                digest,
+            })
+            .collect();
+        Ok(Response::new(proto::LeafDigestsResponse { entries }))
+    }
+
+    async fn gc_check(
+        &self,
+        request: Request<proto::GcCheckRequest>,
+    ) -> Result<Response<proto::GcCheckResponse>, Status> {
+        let key = self.key(request.into_inner().key)?;
+        let ring = self.core.membership.ring();
+        let targets = ring.members().iter().map(|m| m.id.clone()).collect();
+        let holds_hint = self
+            .core
+            .store
+            .holds_hint(key.clone(), targets)
+            .await
+            .map_err(internal)?;
+        let state = self.core.store.get(key).await.map_err(internal)?;
+        let state = state.map(|s| Bytes::from(record::encode(&s))).unwrap_or_default();
+        Ok(Response::new(proto::GcCheckResponse { state, holds_hint }))
+    }
+
+    async fn purge(&self, request: Request<proto::PurgeRequest>) -> Result<Response<proto::PurgeResponse>, Status> {
+        let request = request.into_inner();
+        let key = self.key(request.key)?;
+        let expected = record::decode(&request.expected_state)
+            .map_err(|e| Status::invalid_argument(format!("invalid state: {e}")))?;
+        let purged = self
+            .core
+            .store
+            .remove_if_unchanged(key, expected)
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(proto::PurgeResponse { purged }))
+    }
+
+    async fn ping(&self, request: Request<proto::PingRequest>) -> Result<Response<proto::PingResponse>, Status> {
         let request = request.into_inner();
         if request.cluster_name != self.core.config.cluster_name {
             return Err(Status::failed_precondition(format!(

@@ -18,17 +18,20 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::anti_entropy::anti_entropy_loop;
 use crate::background::{handoff_loop, probe_loop};
 use crate::clock::NodeClock;
 use crate::config::{ConfigError, EngineKind, NodeConfig};
 use crate::coordinator::Coordinator;
 use crate::kv_service::KvService;
 use crate::local_store::LocalStore;
-use crate::membership::StaticMembership;
+use crate::membership::{Membership, StaticMembership};
+use crate::merkle_index::MerkleIndex;
 use crate::metrics::Metrics;
 use crate::node_core::NodeCore;
 use crate::peers::{Peers, REPLICA_MESSAGE_BYTES_MAX};
 use crate::replica_service::ReplicaService;
+use crate::tombstone_gc::gc_loop;
 
 /// How long shutdown waits for in-flight requests to let go of the engine.
 pub const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(10);
@@ -126,11 +129,7 @@ fn identity(config: &NodeConfig, engine: &dyn Engine) -> Result<ActorId, StartEr
             // A fresh store: a new incarnation, so dots from a wiped earlier life of this
             // node id can never be reissued.
             let incarnation = rand::rng().next_u64();
-            engine.put_meta(
-                META_INCARNATION,
-                &incarnation.to_be_bytes(),
-                Durability::Sync,
-            )?;
+            engine.put_meta(META_INCARNATION, &incarnation.to_be_bytes(), Durability::Sync)?;
             incarnation
         }
     };
@@ -144,10 +143,7 @@ impl RunningNode {
     }
 
     /// Starts a node.
-    pub async fn start_with(
-        config: NodeConfig,
-        options: StartOptions,
-    ) -> Result<RunningNode, StartError> {
+    pub async fn start_with(config: NodeConfig, options: StartOptions) -> Result<RunningNode, StartError> {
         config.validate()?;
         let membership = Arc::new(StaticMembership::new(
             &config.node_id,
@@ -180,8 +176,21 @@ impl RunningNode {
         })?;
         let admin_address = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let peers = membership.peers();
+        // Hash trees for anti-entropy: rebuilt from the store by one scan at every start.
+        let index = Arc::new(MerkleIndex::for_ring(&membership.ring()));
+        let rebuild = {
+            let (index, engine) = (Arc::clone(&index), Arc::clone(&engine));
+            tokio::task::spawn_blocking(move || index.rebuild(engine.as_ref()))
+                .await
+                .map_err(|e| EngineError::Io(e.to_string()))??
+        };
+        tracing::info!(
+            keys = rebuild.0,
+            seconds = rebuild.1.as_secs_f64(),
+            "hash trees rebuilt"
+        );
         let core = Arc::new(NodeCore {
-            store: LocalStore::new(engine, config.durability),
+            store: LocalStore::new(engine, config.durability, index),
             actor,
             membership,
             peers: Peers::new(),
@@ -192,12 +201,9 @@ impl RunningNode {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        let kv = KvServer::new(KvService::new(Coordinator::new(Arc::clone(&core))))
-            .max_decoding_message_size(
-                core.config.limits.value_bytes_max() as usize
-                    + core.config.limits.key_bytes_max() as usize
-                    + (64 << 10),
-            );
+        let kv = KvServer::new(KvService::new(Coordinator::new(Arc::clone(&core)))).max_decoding_message_size(
+            core.config.limits.value_bytes_max() as usize + core.config.limits.key_bytes_max() as usize + (64 << 10),
+        );
         let replica = ReplicaServer::new(ReplicaService::new(Arc::clone(&core)))
             .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX);
@@ -230,11 +236,14 @@ impl RunningNode {
                 }
             }));
         }
-        tasks.push(tokio::spawn(probe_loop(
+        core.metrics.anti_entropy_rebuild_seconds.set(rebuild.1.as_secs_f64());
+        tasks.push(tokio::spawn(anti_entropy_loop(
             Arc::clone(&core),
-            peers,
+            peers.clone(),
             shutdown_rx.clone(),
         )));
+        tasks.push(tokio::spawn(gc_loop(Arc::clone(&core), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(probe_loop(Arc::clone(&core), peers, shutdown_rx.clone())));
         tasks.push(tokio::spawn(handoff_loop(Arc::clone(&core), shutdown_rx)));
         tracing::info!(node = %core.me(), %address, ?admin_address, "node started");
         Ok(RunningNode {

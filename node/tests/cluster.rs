@@ -51,11 +51,7 @@ async fn put_get_and_values_survive_a_restart_of_every_node() {
     };
     for i in 0..50 {
         let read = client.get_with(format!("key-{i}"), all).await.unwrap();
-        assert_eq!(
-            values(&read),
-            [format!("value-{i}")],
-            "key-{i} after restart"
-        );
+        assert_eq!(values(&read), [format!("value-{i}")], "key-{i} after restart");
         assert_eq!(read.replicas_replied, 3);
     }
     cluster.shutdown().await;
@@ -69,9 +65,7 @@ async fn sloppy_quorum_hint_is_delivered_after_the_replica_returns() {
     let pref = ring.preference_list(key_position(key.as_bytes()), 3);
     let down = cluster.index_of(&pref.nodes()[1]);
     let coordinator = cluster.index_of(&pref.nodes()[0]);
-    let stand_in = (0..4)
-        .find(|i| !pref.contains(&cluster.configs[*i].node_id))
-        .unwrap();
+    let stand_in = (0..4).find(|i| !pref.contains(&cluster.configs[*i].node_id)).unwrap();
     cluster.stop(down).await;
 
     let all = WriteOptions {
@@ -80,23 +74,12 @@ async fn sloppy_quorum_hint_is_delivered_after_the_replica_returns() {
     };
     let client = cluster.client_for(coordinator);
     client
-        .put_with(
-            key,
-            "written while a replica was down",
-            &Context::empty(),
-            all,
-        )
+        .put_with(key, "written while a replica was down", &Context::empty(), all)
         .await
         .unwrap();
 
     // The node outside the preference list holds the copy as a hint for the stopped one.
-    let hints = cluster
-        .node(stand_in)
-        .core()
-        .store
-        .hint_counts()
-        .await
-        .unwrap();
+    let hints = cluster.node(stand_in).core().store.hint_counts().await.unwrap();
     assert_eq!(
         hints,
         vec![(cluster.configs[down].node_id.clone(), 1)],
@@ -119,10 +102,7 @@ async fn sloppy_quorum_hint_is_delivered_after_the_replica_returns() {
         .await
         .unwrap()
         .expect("the restarted replica holds the value");
-    let value = held
-        .visible(u64::MAX / 2)
-        .next()
-        .and_then(|s| s.value().cloned());
+    let value = held.visible(u64::MAX / 2).next().and_then(|s| s.value().cloned());
     assert_eq!(value, Some(Bytes::from("written while a replica was down")));
     assert_eq!(down_id, cluster.configs[down].node_id);
     cluster.shutdown().await;
@@ -182,18 +162,14 @@ async fn bad_input_gets_clear_errors() {
     let cluster = TestCluster::start(3, 3).await;
     let client = cluster.client_for(0);
     let expect_invalid = |result: Result<(), ClientError>, needle: &str| match result {
-        Err(ClientError::InvalidArgument(message)) => assert!(
-            message.contains(needle),
-            "{message:?} should mention {needle:?}"
-        ),
+        Err(ClientError::InvalidArgument(message)) => {
+            assert!(message.contains(needle), "{message:?} should mention {needle:?}")
+        }
         other => panic!("expected invalid argument mentioning {needle:?}, got {other:?}"),
     };
     expect_invalid(client.get("").await.map(|_| ()), "key is empty");
     expect_invalid(
-        client
-            .put(vec![b'k'; 1025], "v", &Context::empty())
-            .await
-            .map(|_| ()),
+        client.put(vec![b'k'; 1025], "v", &Context::empty()).await.map(|_| ()),
         "the limit is 1024",
     );
     expect_invalid(
@@ -214,19 +190,13 @@ async fn bad_input_gets_clear_errors() {
         consistency: Some(Consistency::Count(4)),
         ..ReadOptions::default()
     };
-    expect_invalid(
-        client.get_with("k", four).await.map(|_| ()),
-        "r=4 is outside 1..=3",
-    );
+    expect_invalid(client.get_with("k", four).await.map(|_| ()), "r=4 is outside 1..=3");
     let four = WriteOptions {
         consistency: Some(Consistency::Count(4)),
         ..WriteOptions::default()
     };
     expect_invalid(
-        client
-            .put_with("k", "v", &Context::empty(), four)
-            .await
-            .map(|_| ()),
+        client.put_with("k", "v", &Context::empty(), four).await.map(|_| ()),
         "w=4 is outside 1..=3",
     );
 
@@ -282,10 +252,7 @@ async fn quorum_failure_is_unavailable_naming_the_count() {
         consistency: Some(Consistency::One),
         ..WriteOptions::default()
     };
-    client
-        .put_with("k", "v", &Context::empty(), one)
-        .await
-        .unwrap();
+    client.put_with("k", "v", &Context::empty(), one).await.unwrap();
     cluster.shutdown().await;
 }
 
@@ -310,10 +277,7 @@ async fn admin_port_serves_metrics_and_health() {
         "ringkv_read_repairs_total",
         "ringkv_replica_rpc_errors_total",
     ] {
-        assert!(
-            metrics.contains(needle),
-            "metrics lack {needle:?}:\n{metrics}"
-        );
+        assert!(metrics.contains(needle), "metrics lack {needle:?}:\n{metrics}");
     }
     cluster.shutdown().await;
 }
@@ -345,13 +309,7 @@ async fn read_repair_fixes_a_stale_replica() {
         ..ReadOptions::default()
     };
     assert_eq!(
-        values(
-            &cluster
-                .client_for(1)
-                .get_with("repair-me", all)
-                .await
-                .unwrap()
-        ),
+        values(&cluster.client_for(1).get_with("repair-me", all).await.unwrap()),
         ["only on n1"]
     );
     for i in 1..3 {

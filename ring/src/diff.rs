@@ -91,10 +91,7 @@ impl Ring {
     /// ```
     pub fn diff(&self, new: &Ring, n: u8) -> RingDiff {
         assert!(n >= 1, "replica count n must be at least 1");
-        assert!(
-            n <= REPLICAS_MAX,
-            "replica count n={n} is above REPLICAS_MAX"
-        );
+        assert!(n <= REPLICAS_MAX, "replica count n={n} is above REPLICAS_MAX");
         let cuts = union_positions(self, new);
         let Some(&last) = cuts.last() else {
             return RingDiff::default();

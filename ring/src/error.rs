@@ -94,10 +94,7 @@ pub(crate) fn validate_name(name: &str, max: usize) -> Result<(), InvalidName> {
         return Err(InvalidName::Empty);
     }
     if name.len() > max {
-        return Err(InvalidName::TooLong {
-            bytes: name.len(),
-            max,
-        });
+        return Err(InvalidName::TooLong { bytes: name.len(), max });
     }
     let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-');
     match name.bytes().position(|byte| !allowed(byte)) {
@@ -123,31 +120,10 @@ mod tests {
         check("Az09._-", 7, Ok(()));
         check("", 4, Err(InvalidName::Empty));
         check("abcde", 4, Err(InvalidName::TooLong { bytes: 5, max: 4 }));
-        check(
-            "ab c",
-            4,
-            Err(InvalidName::ForbiddenByte {
-                byte: b' ',
-                offset: 2,
-            }),
-        );
+        check("ab c", 4, Err(InvalidName::ForbiddenByte { byte: b' ', offset: 2 }));
         // A multi-byte character is reported by its first byte.
-        check(
-            "é",
-            4,
-            Err(InvalidName::ForbiddenByte {
-                byte: 0xc3,
-                offset: 0,
-            }),
-        );
-        check(
-            "a/b",
-            4,
-            Err(InvalidName::ForbiddenByte {
-                byte: b'/',
-                offset: 1,
-            }),
-        );
+        check("é", 4, Err(InvalidName::ForbiddenByte { byte: 0xc3, offset: 0 }));
+        check("a/b", 4, Err(InvalidName::ForbiddenByte { byte: b'/', offset: 1 }));
     }
 
     #[test]
@@ -155,22 +131,14 @@ mod tests {
         let messages = [
             InvalidName::Empty.to_string(),
             InvalidName::TooLong { bytes: 70, max: 64 }.to_string(),
-            RingError::TooManyNodes {
-                count: 2000,
-                max: 1024,
-            }
-            .to_string(),
+            RingError::TooManyNodes { count: 2000, max: 1024 }.to_string(),
         ];
         for message in messages {
             assert!(!message.ends_with('.'), "{message}");
             assert!(message.starts_with(|c: char| c.is_lowercase()), "{message}");
         }
         assert_eq!(
-            RingError::TooManyNodes {
-                count: 2000,
-                max: 1024
-            }
-            .to_string(),
+            RingError::TooManyNodes { count: 2000, max: 1024 }.to_string(),
             "ring has 2000 nodes, the limit is 1024"
         );
     }

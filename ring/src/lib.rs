@@ -27,9 +27,7 @@ mod ring;
 
 pub use diff::{RangeMove, RingDiff};
 pub use error::{InvalidName, RingError};
-pub use member::{
-    Member, NODES_MAX, REPLICAS_MAX, VNODES_DEFAULT, VNODES_PER_NODE_MAX, ZONE_BYTES_MAX,
-};
+pub use member::{Member, NODES_MAX, REPLICAS_MAX, VNODES_DEFAULT, VNODES_PER_NODE_MAX, ZONE_BYTES_MAX};
 pub use node_id::{NodeId, NODE_ID_BYTES_MAX};
 pub use position::{key_position, Position, PositionRange, RING_WIDTH};
 pub use preference::{Fallbacks, PreferenceList};

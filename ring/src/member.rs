@@ -56,11 +56,7 @@ pub struct Member {
 impl Member {
     /// A member with `vnodes` tokens and no zone.
     pub fn new(id: NodeId, vnodes: u16) -> Member {
-        Member {
-            id,
-            vnodes,
-            zone: None,
-        }
+        Member { id, vnodes, zone: None }
     }
 
     /// The same member placed in `zone`.
@@ -77,10 +73,7 @@ mod tests {
     use super::*;
 
     fn check(member: Member, expected: (&str, u16, Option<&str>)) {
-        assert_eq!(
-            (member.id.as_str(), member.vnodes, member.zone.as_deref()),
-            expected
-        );
+        assert_eq!((member.id.as_str(), member.vnodes, member.zone.as_deref()), expected);
     }
 
     #[test]

@@ -148,28 +148,10 @@ mod tests {
     #[test]
     fn invalid_ids() {
         check("", Err(InvalidName::Empty));
-        check(
-            &"x".repeat(65),
-            Err(InvalidName::TooLong { bytes: 65, max: 64 }),
-        );
-        check(
-            "n 1",
-            Err(InvalidName::ForbiddenByte {
-                byte: b' ',
-                offset: 1,
-            }),
-        );
-        check(
-            "n1\0",
-            Err(InvalidName::ForbiddenByte { byte: 0, offset: 2 }),
-        );
-        check(
-            "n:1",
-            Err(InvalidName::ForbiddenByte {
-                byte: b':',
-                offset: 1,
-            }),
-        );
+        check(&"x".repeat(65), Err(InvalidName::TooLong { bytes: 65, max: 64 }));
+        check("n 1", Err(InvalidName::ForbiddenByte { byte: b' ', offset: 1 }));
+        check("n1\0", Err(InvalidName::ForbiddenByte { byte: 0, offset: 2 }));
+        check("n:1", Err(InvalidName::ForbiddenByte { byte: b':', offset: 1 }));
     }
 
     #[test]

@@ -39,24 +39,15 @@ impl Ring {
     /// ```
     pub fn ranges_of(&self, node: &NodeId, n: u8) -> Vec<PositionRange> {
         assert!(n >= 1, "replica count n must be at least 1");
-        assert!(
-            n <= REPLICAS_MAX,
-            "replica count n={n} is above REPLICAS_MAX"
-        );
+        assert!(n <= REPLICAS_MAX, "replica count n={n} is above REPLICAS_MAX");
         let Some(node) = self.node_index(node) else {
             return Vec::new();
         };
         let held = (0..self.token_count()).filter_map(|token| {
             let segment = self.token_segment(token)?;
-            self.walk(token, n)
-                .as_slice()
-                .contains(&node)
-                .then_some((segment, ()))
+            self.walk(token, n).as_slice().contains(&node).then_some((segment, ()))
         });
-        merge_adjacent(held)
-            .into_iter()
-            .map(|(range, ())| range)
-            .collect()
+        merge_adjacent(held).into_iter().map(|(range, ())| range).collect()
     }
 
     /// The fraction of the key space each member holds a replica of, with
@@ -67,10 +58,7 @@ impl Ring {
     /// If `n` is 0 or above [`REPLICAS_MAX`].
     pub fn replica_share(&self, n: u8) -> BTreeMap<NodeId, f64> {
         assert!(n >= 1, "replica count n must be at least 1");
-        assert!(
-            n <= REPLICAS_MAX,
-            "replica count n={n} is above REPLICAS_MAX"
-        );
+        assert!(n <= REPLICAS_MAX, "replica count n={n} is above REPLICAS_MAX");
         let mut widths = vec![0u128; self.physical_node_count()];
         for token in 0..self.token_count() {
             if let Some(segment) = self.token_segment(token) {
@@ -103,9 +91,7 @@ impl Ring {
         widths
             .iter()
             .zip(0..)
-            .map(|(&width, node): (&u128, NodeIndex)| {
-                (self.node_id(node).clone(), fraction_of_ring(width))
-            })
+            .map(|(&width, node): (&u128, NodeIndex)| (self.node_id(node).clone(), fraction_of_ring(width)))
             .collect()
     }
 }
@@ -136,9 +122,7 @@ mod tests {
         if let Some(expected) = expected_width {
             assert_eq!(width, expected);
         }
-        assert!(ranges
-            .windows(2)
-            .all(|pair| pair[0].start() < pair[1].start()));
+        assert!(ranges.windows(2).all(|pair| pair[0].start() < pair[1].start()));
         let mut probes: Vec<Position> = vec![0, u64::MAX];
         for (position, _) in ring.tokens() {
             probes.extend([position.wrapping_sub(1), position, position.wrapping_add(1)]);

@@ -130,10 +130,7 @@ impl PositionRange {
             vec![(0, self.end), (self.start + 1, Position::MAX)]
         };
         debug_assert_eq!(
-            bounds
-                .iter()
-                .map(|(lo, hi)| u128::from(hi - lo) + 1)
-                .sum::<u128>(),
+            bounds.iter().map(|(lo, hi)| u128::from(hi - lo) + 1).sum::<u128>(),
             self.width()
         );
         bounds
@@ -169,9 +166,7 @@ pub(crate) fn merge_adjacent<T: PartialEq>(
     let mut merged: Vec<(PositionRange, T)> = Vec::new();
     for (range, payload) in pieces {
         match merged.last_mut() {
-            Some((last, last_payload))
-                if !last.is_full() && last.end == range.start && *last_payload == payload =>
-            {
+            Some((last, last_payload)) if !last.is_full() && last.end == range.start && *last_payload == payload => {
                 // Two disjoint arcs that meet: their union is one arc, and if it
                 // ends where it started it is the whole ring, which (s, s] means.
                 *last = PositionRange::new(last.start, range.end);
@@ -198,13 +193,7 @@ mod tests {
     const MAX: u64 = u64::MAX;
 
     /// Checks every observable of `(start, end]` and `contains` on `inside` and `outside`.
-    fn check(
-        (start, end): (u64, u64),
-        width: u128,
-        bounds: &[(u64, u64)],
-        inside: &[u64],
-        outside: &[u64],
-    ) {
+    fn check((start, end): (u64, u64), width: u128, bounds: &[(u64, u64)], inside: &[u64], outside: &[u64]) {
         let range = PositionRange::new(start, end);
         if start != end {
             assert_eq!((range.start(), range.end()), (start, end));
@@ -216,16 +205,10 @@ mod tests {
         assert_eq!(range.is_full(), width == RING_WIDTH, "{range}");
         assert_eq!(range.scan_bounds(), bounds, "{range}");
         for &position in inside {
-            assert!(
-                range.contains(position),
-                "{range} should contain {position:#x}"
-            );
+            assert!(range.contains(position), "{range} should contain {position:#x}");
         }
         for &position in outside {
-            assert!(
-                !range.contains(position),
-                "{range} should not contain {position:#x}"
-            );
+            assert!(!range.contains(position), "{range} should not contain {position:#x}");
         }
     }
 
@@ -250,13 +233,7 @@ mod tests {
         check((MAX, 0), 1, &[(0, 0)], &[0], &[MAX, 1]);
         check((MAX, 5), 6, &[(0, 5)], &[0, 5], &[MAX, 6]);
         // Ending at 0 after a wrap.
-        check(
-            (5, 0),
-            RING_WIDTH - 5,
-            &[(0, 0), (6, MAX)],
-            &[0, 6, MAX],
-            &[1, 5],
-        );
+        check((5, 0), RING_WIDTH - 5, &[(0, 0), (6, MAX)], &[0, 6, MAX], &[1, 5]);
         check((1, 0), RING_WIDTH - 1, &[(0, 0), (2, MAX)], &[0, 2], &[1]);
     }
 
@@ -273,10 +250,7 @@ mod tests {
         }
         assert!(PositionRange::full().is_full());
         // Every full range is the same range.
-        assert_eq!(
-            PositionRange::new(5, 5),
-            PositionRange::new(u64::MAX, u64::MAX)
-        );
+        assert_eq!(PositionRange::new(5, 5), PositionRange::new(u64::MAX, u64::MAX));
         assert_eq!(PositionRange::full().fraction(), 1.0);
     }
 

@@ -158,10 +158,7 @@ impl Ring {
     /// ```
     pub fn preference_list(&self, position: Position, n: u8) -> PreferenceList {
         assert!(n >= 1, "replica count n must be at least 1");
-        assert!(
-            n <= REPLICAS_MAX,
-            "replica count n={n} is above REPLICAS_MAX"
-        );
+        assert!(n <= REPLICAS_MAX, "replica count n={n} is above REPLICAS_MAX");
         let Some(owner) = self.owner_token(position) else {
             return PreferenceList { nodes: Vec::new() };
         };
@@ -199,10 +196,7 @@ impl Ring {
     /// ```
     pub fn fallbacks(&self, position: Position, n: u8) -> Fallbacks<'_> {
         assert!(n >= 1, "replica count n must be at least 1");
-        assert!(
-            n <= REPLICAS_MAX,
-            "replica count n={n} is above REPLICAS_MAX"
-        );
+        assert!(n <= REPLICAS_MAX, "replica count n={n} is above REPLICAS_MAX");
         let (start, picks) = match self.owner_token(position) {
             Some(owner) => (owner, self.walk(owner, n)),
             None => (0, Picks::new()),
@@ -365,22 +359,13 @@ mod tests {
         assert_eq!(ids(list.iter()), expected, "list at {position:#x}, n={n}");
         let fallbacks = ids(ring.fallbacks(position, n));
         let order = walk_order(ring, position);
-        let expected_fallbacks: Vec<String> = order
-            .iter()
-            .filter(|node| !expected.contains(node))
-            .cloned()
-            .collect();
+        let expected_fallbacks: Vec<String> = order.iter().filter(|node| !expected.contains(node)).cloned().collect();
         assert_eq!(fallbacks, expected_fallbacks, "fallbacks at {position:#x}");
     }
 
     #[test]
     fn plain_walk_without_zones() {
-        let ring = ring(&[
-            ("a", 8, None),
-            ("b", 8, None),
-            ("c", 8, None),
-            ("d", 8, None),
-        ]);
+        let ring = ring(&[("a", 8, None), ("b", 8, None), ("c", 8, None), ("d", 8, None)]);
         for position in [0, 1 << 62, 1 << 63, u64::MAX] {
             let order = walk_order(&ring, position);
             for n in 1..=4u8 {

@@ -120,8 +120,7 @@ impl Ring {
 
     /// The member with this id, if it is in the ring.
     pub fn member(&self, id: &NodeId) -> Option<&Member> {
-        self.node_index(id)
-            .map(|index| &self.members[usize::from(index)])
+        self.node_index(id).map(|index| &self.members[usize::from(index)])
     }
 
     /// Whether a member has this id.
@@ -222,10 +221,7 @@ impl Ring {
     /// A ring with hand-placed tokens, for testing ties and edges that real
     /// hashes make too unlikely to meet. `tokens` name members by index in
     /// `members`, which must be sorted by id.
-    pub(crate) fn with_tokens(
-        members: Vec<Member>,
-        mut tokens: Vec<(Position, NodeIndex)>,
-    ) -> Ring {
+    pub(crate) fn with_tokens(members: Vec<Member>, mut tokens: Vec<(Position, NodeIndex)>) -> Ring {
         assert!(members.windows(2).all(|pair| pair[0].id < pair[1].id));
         tokens.sort_unstable();
         let (zone_of, zone_count) = number_zones(&members);
@@ -333,10 +329,7 @@ mod tests {
     fn builds_sorted() {
         check(&[], Ok((&[], 0)));
         check(&[("b", 3, None), ("a", 2, None)], Ok((&["a", "b"], 5)));
-        check(
-            &[("n1", VNODES_PER_NODE_MAX, Some("z"))],
-            Ok((&["n1"], 4096)),
-        );
+        check(&[("n1", VNODES_PER_NODE_MAX, Some("z"))], Ok((&["n1"], 4096)));
     }
 
     #[test]
@@ -345,10 +338,7 @@ mod tests {
             &[("a", 1, None), ("a", 2, None)],
             Err(RingError::DuplicateNode { node: id("a") }),
         );
-        check(
-            &[("a", 0, None)],
-            Err(RingError::ZeroVnodes { node: id("a") }),
-        );
+        check(&[("a", 0, None)], Err(RingError::ZeroVnodes { node: id("a") }));
         check(
             &[("a", 4097, None)],
             Err(RingError::TooManyVnodes {
@@ -372,10 +362,7 @@ mod tests {
         let members = (0..=NODES_MAX).map(|i| member(&format!("n{i}"), 1, None));
         assert_eq!(
             Ring::new(members),
-            Err(RingError::TooManyNodes {
-                count: 1025,
-                max: 1024
-            })
+            Err(RingError::TooManyNodes { count: 1025, max: 1024 })
         );
         let members = (0..NODES_MAX).map(|i| member(&format!("n{i}"), 1, None));
         assert_eq!(Ring::new(members).map(|r| r.token_count()), Ok(1024));
@@ -388,10 +375,7 @@ mod tests {
         let mut input = b"n1".to_vec();
         input.push(0);
         input.extend_from_slice(&7u32.to_le_bytes());
-        assert_eq!(
-            token_position(&id("n1"), 7),
-            xxhash_rust::xxh3::xxh3_64(&input)
-        );
+        assert_eq!(token_position(&id("n1"), 7), xxhash_rust::xxh3::xxh3_64(&input));
         let ring = Ring::new([member("n1", 1, None)]).expect("valid");
         assert_eq!(
             ring.tokens().next(),
@@ -483,11 +467,7 @@ mod tests {
     #[test]
     fn all_tokens_at_one_position() {
         let ring = Ring::with_tokens(
-            vec![
-                member("a", 1, None),
-                member("b", 1, None),
-                member("c", 1, None),
-            ],
+            vec![member("a", 1, None), member("b", 1, None), member("c", 1, None)],
             vec![(7, 2), (7, 0), (7, 1)],
         );
         let full = ring.token_segment(0).expect("token 0 owns the ring");
@@ -503,11 +483,7 @@ mod tests {
 
         // Moving c in front of the others changes the whole ring's list.
         let moved = Ring::with_tokens(
-            vec![
-                member("a", 1, None),
-                member("b", 1, None),
-                member("c", 1, None),
-            ],
+            vec![member("a", 1, None), member("b", 1, None), member("c", 1, None)],
             vec![(6, 2), (7, 0), (7, 1)],
         );
         let diff = ring.diff(&moved, 2);
@@ -528,14 +504,8 @@ mod tests {
         assert_eq!(ring.owner(u64::MAX), Some(&id("a")));
         assert_eq!(ring.owner(0), Some(&id("b")));
         assert_eq!(ring.owner(1), Some(&id("a")));
-        assert_eq!(
-            ring.ranges_of(&id("b"), 1),
-            vec![PositionRange::new(u64::MAX, 0)]
-        );
+        assert_eq!(ring.ranges_of(&id("b"), 1), vec![PositionRange::new(u64::MAX, 0)]);
         assert_eq!(ring.ranges_of(&id("b"), 1)[0].scan_bounds(), vec![(0, 0)]);
-        assert_eq!(
-            ring.primary_share().get("b"),
-            Some(&(1.0 / RING_WIDTH as f64))
-        );
+        assert_eq!(ring.primary_share().get("b"), Some(&(1.0 / RING_WIDTH as f64)));
     }
 }

@@ -7,8 +7,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 use ringkv_ring::{
-    InvalidName, Member, NodeId, Ring, RingError, NODES_MAX, NODE_ID_BYTES_MAX,
-    VNODES_PER_NODE_MAX, ZONE_BYTES_MAX,
+    InvalidName, Member, NodeId, Ring, RingError, NODES_MAX, NODE_ID_BYTES_MAX, VNODES_PER_NODE_MAX, ZONE_BYTES_MAX,
 };
 
 fn id(text: &str) -> NodeId {
@@ -68,15 +67,10 @@ fn too_many_vnodes() {
 
 #[test]
 fn too_many_nodes() {
-    let members = (0..=NODES_MAX)
-        .map(|i| Member::new(id(&format!("n{i}")), 1))
-        .collect();
+    let members = (0..=NODES_MAX).map(|i| Member::new(id(&format!("n{i}")), 1)).collect();
     check(
         members,
-        RingError::TooManyNodes {
-            count: 1025,
-            max: 1024,
-        },
+        RingError::TooManyNodes { count: 1025, max: 1024 },
         "ring has 1025 nodes, the limit is 1024",
     );
 }
@@ -109,7 +103,11 @@ fn invalid_zone() {
 #[test]
 fn invalid_node_ids() {
     let cases: [(&str, InvalidName, &str); 4] = [
-        ("", InvalidName::Empty, "invalid node id \"\": is empty, the minimum is 1 byte"),
+        (
+            "",
+            InvalidName::Empty,
+            "invalid node id \"\": is empty, the minimum is 1 byte",
+        ),
         (
             "node/1",
             InvalidName::ForbiddenByte { byte: b'/', offset: 4 },
@@ -152,10 +150,7 @@ fn invalid_node_ids() {
 
 /// Whether `text` is a valid id, decided independently of the crate.
 fn is_valid_id(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    (1..=64).contains(&text.len()) && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 proptest! {

@@ -12,9 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
-use ringkv_ring::{
-    key_position, Member, NodeId, Position, PositionRange, Ring, RING_WIDTH, VNODES_DEFAULT,
-};
+use ringkv_ring::{key_position, Member, NodeId, Position, PositionRange, Ring, RING_WIDTH, VNODES_DEFAULT};
 
 /// A reproducible configuration: fixed seed, no regression files (the seed
 /// already replays a failure).

@@ -69,6 +69,17 @@ pub enum EngineError {
     Io(String),
 }
 
+/// One key's state before and after a batched write (empty when absent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateChange {
+    /// The key.
+    pub key: Key,
+    /// Its state before the write.
+    pub before: KeyState,
+    /// Its state after the write.
+    pub after: KeyState,
+}
+
 /// A local store of key states, hints and metadata.
 pub trait Engine: Send + Sync + 'static {
     /// The state stored for `key`, if any.
@@ -84,21 +95,14 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<KeyState, EngineError>;
 
     /// Merges a state received from another replica; returns the merged state.
-    fn merge(
-        &self,
-        key: &Key,
-        incoming: &KeyState,
-        durability: Durability,
-    ) -> Result<KeyState, EngineError> {
+    fn merge(&self, key: &Key, incoming: &KeyState, durability: Durability) -> Result<KeyState, EngineError> {
         self.update(key, durability, &mut |state| state.merge(incoming))
     }
 
-    /// Merges many states in one atomic batch (range transfers, anti-entropy repairs).
-    fn merge_batch(
-        &self,
-        entries: &[(Key, KeyState)],
-        durability: Durability,
-    ) -> Result<(), EngineError>;
+    /// Merges many states in one atomic batch (hand-off, range transfers, repairs) and
+    /// reports each distinct key's state before and after.
+    fn merge_batch(&self, entries: &[(Key, KeyState)], durability: Durability)
+        -> Result<Vec<StateChange>, EngineError>;
 
     /// Up to `limit` states with positions in `lo..=hi`, in (position, key) order,
     /// starting after `after` when given. A wrapping ring range is two calls.
@@ -112,32 +116,20 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Deletes the key's record if it still equals `expected`; returns whether it did.
     /// Used to drop a handed-off range or purge garbage without racing a new write.
-    fn remove_if_unchanged(
-        &self,
-        key: &Key,
-        expected: &KeyState,
-        durability: Durability,
-    ) -> Result<bool, EngineError>;
+    fn remove_if_unchanged(&self, key: &Key, expected: &KeyState, durability: Durability) -> Result<bool, EngineError>;
 
     /// Stores (merging) a state meant for `target`, to hand off when it is reachable.
-    fn put_hint(
-        &self,
-        target: &NodeId,
-        key: &Key,
-        state: &KeyState,
-        durability: Durability,
-    ) -> Result<(), EngineError>;
+    fn put_hint(&self, target: &NodeId, key: &Key, state: &KeyState, durability: Durability)
+        -> Result<(), EngineError>;
+
+    /// The hint held for `target` about `key`, if any.
+    fn hint(&self, target: &NodeId, key: &Key) -> Result<Option<KeyState>, EngineError>;
 
     /// Up to `limit` hints held for `target`, in key order.
     fn hints(&self, target: &NodeId, limit: usize) -> Result<Vec<(Key, KeyState)>, EngineError>;
 
     /// Deletes a delivered hint unless a newer write was merged into it meanwhile.
-    fn remove_hint_if_unchanged(
-        &self,
-        target: &NodeId,
-        key: &Key,
-        delivered: &KeyState,
-    ) -> Result<bool, EngineError>;
+    fn remove_hint_if_unchanged(&self, target: &NodeId, key: &Key, delivered: &KeyState) -> Result<bool, EngineError>;
 
     /// Targets that have hints waiting, with their counts, in id order.
     fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, EngineError>;
@@ -146,8 +138,7 @@ pub trait Engine: Send + Sync + 'static {
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, EngineError>;
 
     /// Sets a metadata value.
-    fn put_meta(&self, name: &str, value: &[u8], durability: Durability)
-        -> Result<(), EngineError>;
+    fn put_meta(&self, name: &str, value: &[u8], durability: Durability) -> Result<(), EngineError>;
 }
 
 /// Striped locks so that read-merge-write on one key is atomic without a global lock.
@@ -160,9 +151,7 @@ const LOCK_STRIPES: usize = 1024;
 impl KeyLocks {
     pub(crate) fn new() -> KeyLocks {
         KeyLocks {
-            stripes: (0..LOCK_STRIPES)
-                .map(|_| std::sync::Mutex::new(()))
-                .collect(),
+            stripes: (0..LOCK_STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
         }
     }
 
@@ -179,10 +168,7 @@ impl KeyLocks {
     }
 
     /// Locks the stripes of several keys in ascending order (no deadlock between batches).
-    pub(crate) fn lock_many(
-        &self,
-        positions: impl Iterator<Item = Position>,
-    ) -> Vec<std::sync::MutexGuard<'_, ()>> {
+    pub(crate) fn lock_many(&self, positions: impl Iterator<Item = Position>) -> Vec<std::sync::MutexGuard<'_, ()>> {
         let mut stripes: Vec<usize> = positions.map(KeyLocks::stripe).collect();
         stripes.sort_unstable();
         stripes.dedup();

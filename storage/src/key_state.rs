@@ -137,10 +137,7 @@ impl KeyState {
     }
 
     /// Builds a state from parts read from disk or the wire, checking its invariants.
-    pub fn from_parts(
-        clock: VersionVector,
-        siblings: Vec<Sibling>,
-    ) -> Result<KeyState, StateError> {
+    pub fn from_parts(clock: VersionVector, siblings: Vec<Sibling>) -> Result<KeyState, StateError> {
         for pair in siblings.windows(2) {
             if pair[0].dot >= pair[1].dot {
                 return Err(StateError::SiblingsNotOrdered);
@@ -181,9 +178,21 @@ impl KeyState {
     /// state): drops the siblings `context` covers, adds the write under the actor's next
     /// dot, and returns that dot.
     pub fn put(&mut self, actor: ActorId, context: &VersionVector, write: Write) -> Dot {
+        self.put_with_floor(actor, context, write, 0)
+    }
+
+    /// [`KeyState::put`] for a key whose record may have been purged: when this state is
+    /// empty the new counter is at least `counter_floor`. The node passes a value that
+    /// only grows (its hybrid clock), so a key recreated after tombstone GC never reuses
+    /// a counter an old client context still covers. The skipped counters were never
+    /// issued, so a context covering them still covers exactly what its client saw.
+    pub fn put_with_floor(&mut self, actor: ActorId, context: &VersionVector, write: Write, counter_floor: u64) -> Dot {
         // Taking the max with the context keeps counters unique even if this replica's
         // state is behind what the client saw of this actor.
-        let counter = self.clock.get(actor).max(context.get(actor)) + 1;
+        let mut counter = self.clock.get(actor).max(context.get(actor)) + 1;
+        if self.is_empty() {
+            counter = counter.max(counter_floor);
+        }
         let dot = Dot::new(actor, counter);
         self.siblings.retain(|s| !context.contains(s.dot));
         self.clock.join(context);
@@ -199,10 +208,7 @@ impl KeyState {
     /// Merges another replica's state into this one.
     pub fn merge(&mut self, other: &KeyState) {
         let mut merged = Vec::with_capacity(self.siblings.len().max(other.siblings.len()));
-        let (mut mine, mut theirs) = (
-            self.siblings.iter().peekable(),
-            other.siblings.iter().peekable(),
-        );
+        let (mut mine, mut theirs) = (self.siblings.iter().peekable(), other.siblings.iter().peekable());
         loop {
             match (mine.peek(), theirs.peek()) {
                 (Some(a), Some(b)) if a.dot == b.dot => {
@@ -384,13 +390,30 @@ mod tests {
     }
 
     #[test]
+    fn recreated_key_counters_start_at_the_floor() {
+        let mut purged = KeyState::new();
+        let old_context = {
+            let mut c = VersionVector::new();
+            c.add(Dot::new(A, 5));
+            c
+        };
+        let dot = purged.put_with_floor(A, &VersionVector::new(), write("fresh"), 1_000);
+        assert_eq!(dot, Dot::new(A, 1_000));
+        assert!(
+            !old_context.contains(dot),
+            "an old context does not cover the new write"
+        );
+        let seen = purged.context().clone();
+        let next = purged.put_with_floor(A, &seen, write("next"), 1_000);
+        assert_eq!(next, Dot::new(A, 1_001), "the floor applies only to an empty state");
+    }
+
+    #[test]
     fn from_parts_checks_invariants() {
         let s = Sibling::new(Dot::new(A, 2), Hlc::new(1, 0), None, None);
         assert_eq!(
             KeyState::from_parts(VersionVector::new(), vec![s.clone()]),
-            Err(StateError::DotNotInClock {
-                dot: Dot::new(A, 2)
-            })
+            Err(StateError::DotNotInClock { dot: Dot::new(A, 2) })
         );
         let mut clock = VersionVector::new();
         clock.add(Dot::new(A, 2));

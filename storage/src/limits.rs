@@ -215,14 +215,7 @@ mod tests {
         check_key(0, limits, Err(LimitError::KeyEmpty { max: 1024 }));
         check_key(1, limits, Ok(()));
         check_key(1024, limits, Ok(()));
-        check_key(
-            1025,
-            limits,
-            Err(LimitError::KeyTooLarge {
-                got: 1025,
-                max: 1024,
-            }),
-        );
+        check_key(1025, limits, Err(LimitError::KeyTooLarge { got: 1025, max: 1024 }));
         let small = Limits::new(8, 16).expect("valid limits");
         check_key(9, small, Err(LimitError::KeyTooLarge { got: 9, max: 8 }));
     }

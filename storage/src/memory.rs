@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use ringkv_ring::{NodeId, Position};
 
-use crate::engine::{Durability, Engine, EngineError, HINTS_PER_TARGET_MAX, SCAN_PAGE_MAX};
+use crate::engine::{Durability, Engine, EngineError, StateChange, HINTS_PER_TARGET_MAX, SCAN_PAGE_MAX};
 use crate::key_state::KeyState;
 use crate::limits::Key;
 
@@ -43,9 +43,7 @@ impl MemoryEngine {
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
         // The tables are only changed by complete assignments, so a panic elsewhere
         // cannot leave them half-written.
-        self.tables
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -75,12 +73,24 @@ impl Engine for MemoryEngine {
         &self,
         entries: &[(Key, KeyState)],
         _durability: Durability,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Vec<StateChange>, EngineError> {
         let mut tables = self.tables();
+        let mut changes: BTreeMap<Key, StateChange> = BTreeMap::new();
         for (key, incoming) in entries {
-            tables.data.entry(key.clone()).or_default().merge(incoming);
+            let state = tables.data.entry(key.clone()).or_default();
+            let before = state.clone();
+            state.merge(incoming);
+            let after = state.clone();
+            changes
+                .entry(key.clone())
+                .and_modify(|c| c.after = after.clone())
+                .or_insert(StateChange {
+                    key: key.clone(),
+                    before,
+                    after,
+                });
         }
-        Ok(())
+        Ok(changes.into_values().collect())
     }
 
     fn scan(
@@ -139,27 +149,21 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    fn hint(&self, target: &NodeId, key: &Key) -> Result<Option<KeyState>, EngineError> {
+        Ok(self.tables().hints.get(target).and_then(|h| h.get(key)).cloned())
+    }
+
     fn hints(&self, target: &NodeId, limit: usize) -> Result<Vec<(Key, KeyState)>, EngineError> {
         let limit = limit.min(SCAN_PAGE_MAX);
         let tables = self.tables();
         Ok(tables
             .hints
             .get(target)
-            .map(|h| {
-                h.iter()
-                    .take(limit)
-                    .map(|(k, s)| (k.clone(), s.clone()))
-                    .collect()
-            })
+            .map(|h| h.iter().take(limit).map(|(k, s)| (k.clone(), s.clone())).collect())
             .unwrap_or_default())
     }
 
-    fn remove_hint_if_unchanged(
-        &self,
-        target: &NodeId,
-        key: &Key,
-        delivered: &KeyState,
-    ) -> Result<bool, EngineError> {
+    fn remove_hint_if_unchanged(&self, target: &NodeId, key: &Key, delivered: &KeyState) -> Result<bool, EngineError> {
         let mut tables = self.tables();
         let Some(hints) = tables.hints.get_mut(target) else {
             return Ok(false);
@@ -187,12 +191,7 @@ impl Engine for MemoryEngine {
         Ok(self.tables().meta.get(name).cloned())
     }
 
-    fn put_meta(
-        &self,
-        name: &str,
-        value: &[u8],
-        _durability: Durability,
-    ) -> Result<(), EngineError> {
+    fn put_meta(&self, name: &str, value: &[u8], _durability: Durability) -> Result<(), EngineError> {
         self.tables().meta.insert(name.to_owned(), value.to_vec());
         Ok(())
     }

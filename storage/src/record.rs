@@ -131,24 +131,15 @@ pub fn decode(bytes: &[u8]) -> Result<KeyState, RecordError> {
         return Err(RecordError::Checksum { stored, computed });
     }
     let body = KeyStateBody::decode(body).map_err(|e| RecordError::Decode(e.to_string()))?;
-    let clock = VersionVector::from_canonical_pairs(
-        body.clock
-            .iter()
-            .map(|e| (ActorId::new(e.actor), e.counter)),
-    )
-    .map_err(|e| RecordError::Decode(e.to_string()))?;
+    let clock = VersionVector::from_canonical_pairs(body.clock.iter().map(|e| (ActorId::new(e.actor), e.counter)))
+        .map_err(|e| RecordError::Decode(e.to_string()))?;
     let mut siblings = Vec::with_capacity(body.siblings.len());
     for s in body.siblings {
         if s.counter == 0 {
             return Err(RecordError::Decode("sibling with counter 0".to_owned()));
         }
         let dot = Dot::new(ActorId::new(s.actor), s.counter);
-        siblings.push(Sibling::new(
-            dot,
-            Hlc::from_raw(s.hlc),
-            s.expires_at_ms,
-            s.value,
-        ));
+        siblings.push(Sibling::new(dot, Hlc::from_raw(s.hlc), s.expires_at_ms, s.value));
     }
     Ok(KeyState::from_parts(clock, siblings)?)
 }
@@ -165,16 +156,8 @@ mod tests {
             hlc: Hlc::new(7, 1),
             expires_at_ms: ttl,
         };
-        state.put(
-            ActorId::new(1),
-            &VersionVector::new(),
-            write(Some("a"), None),
-        );
-        state.put(
-            ActorId::new(2),
-            &VersionVector::new(),
-            write(Some(""), Some(99)),
-        );
+        state.put(ActorId::new(1), &VersionVector::new(), write(Some("a"), None));
+        state.put(ActorId::new(2), &VersionVector::new(), write(Some(""), Some(99)));
         state.put(ActorId::new(3), &VersionVector::new(), write(None, None));
         state
     }

@@ -15,14 +15,9 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use ringkv_ring::{NodeId, Position};
-use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions, DB,
-};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
-use crate::engine::{
-    Durability, Engine, EngineError, KeyLocks, HINTS_PER_TARGET_MAX, SCAN_PAGE_MAX,
-};
+use crate::engine::{Durability, Engine, EngineError, KeyLocks, StateChange, HINTS_PER_TARGET_MAX, SCAN_PAGE_MAX};
 use crate::key_state::KeyState;
 use crate::limits::{Key, KEY_BYTES_CEILING};
 use crate::record;
@@ -135,8 +130,7 @@ impl RocksEngine {
             ColumnFamilyDescriptor::new(CF_HINTS, Options::default()),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ];
-        let db = DB::open_cf_descriptors(&options, path, families)
-            .map_err(|e| open_error(e.into_string()))?;
+        let db = DB::open_cf_descriptors(&options, path, families).map_err(|e| open_error(e.into_string()))?;
         let engine = RocksEngine {
             db,
             locks: KeyLocks::new(),
@@ -155,9 +149,7 @@ impl RocksEngine {
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, u64>> {
-        self.hint_counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.hint_counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn count_hints(&self) -> Result<BTreeMap<NodeId, u64>, EngineError> {
@@ -170,12 +162,7 @@ impl RocksEngine {
         Ok(counts)
     }
 
-    fn read(
-        &self,
-        cf: &'static str,
-        raw_key: &[u8],
-        key: &Key,
-    ) -> Result<Option<KeyState>, EngineError> {
+    fn read(&self, cf: &'static str, raw_key: &[u8], key: &Key) -> Result<Option<KeyState>, EngineError> {
         match self.db.get_pinned_cf(self.cf(cf), raw_key).map_err(io)? {
             Some(bytes) => Ok(Some(decode_record(key, &bytes)?)),
             None => Ok(None),
@@ -219,28 +206,35 @@ impl Engine for RocksEngine {
         &self,
         entries: &[(Key, KeyState)],
         durability: Durability,
-    ) -> Result<(), EngineError> {
-        let _guards = self
-            .locks
-            .lock_many(entries.iter().map(|(k, _)| k.position()));
+    ) -> Result<Vec<StateChange>, EngineError> {
+        let _guards = self.locks.lock_many(entries.iter().map(|(k, _)| k.position()));
         // Entries may repeat a key; merge them in memory first so the batch writes each once.
-        let mut merged: BTreeMap<&Key, KeyState> = BTreeMap::new();
+        let mut merged: BTreeMap<&Key, (KeyState, KeyState)> = BTreeMap::new();
         for (key, incoming) in entries {
-            let state = match merged.entry(key) {
+            let (_, state) = match merged.entry(key) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(self.read(CF_DATA, &data_key(key), key)?.unwrap_or_default())
+                    let before = self.read(CF_DATA, &data_key(key), key)?.unwrap_or_default();
+                    e.insert((before.clone(), before))
                 }
             };
             state.merge(incoming);
         }
         let mut batch = WriteBatch::default();
-        for (key, state) in &merged {
-            batch.put_cf(self.cf(CF_DATA), data_key(key), record::encode(state));
+        for (key, (before, after)) in &merged {
+            if before != after {
+                batch.put_cf(self.cf(CF_DATA), data_key(key), record::encode(after));
+            }
         }
-        self.db
-            .write_opt(batch, &write_options(durability))
-            .map_err(io)
+        self.db.write_opt(batch, &write_options(durability)).map_err(io)?;
+        Ok(merged
+            .into_iter()
+            .map(|(key, (before, after))| StateChange {
+                key: key.clone(),
+                before,
+                after,
+            })
+            .collect())
     }
 
     fn scan(
@@ -256,10 +250,9 @@ impl Engine for RocksEngine {
             _ => lo.to_be_bytes().to_vec(),
         };
         let mut page = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_DATA),
-            IteratorMode::From(&start, Direction::Forward),
-        );
+        let iter = self
+            .db
+            .iterator_cf(self.cf(CF_DATA), IteratorMode::From(&start, Direction::Forward));
         for item in iter {
             if page.len() >= limit {
                 break;
@@ -278,12 +271,7 @@ impl Engine for RocksEngine {
         Ok(page)
     }
 
-    fn remove_if_unchanged(
-        &self,
-        key: &Key,
-        expected: &KeyState,
-        durability: Durability,
-    ) -> Result<bool, EngineError> {
+    fn remove_if_unchanged(&self, key: &Key, expected: &KeyState, durability: Durability) -> Result<bool, EngineError> {
         let raw_key = data_key(key);
         let _guard = self.locks.lock(KeyLocks::stripe(key.position()));
         if self.read(CF_DATA, &raw_key, key)?.as_ref() != Some(expected) {
@@ -329,14 +317,17 @@ impl Engine for RocksEngine {
         Ok(())
     }
 
+    fn hint(&self, target: &NodeId, key: &Key) -> Result<Option<KeyState>, EngineError> {
+        self.read(CF_HINTS, &hint_key(target, key), key)
+    }
+
     fn hints(&self, target: &NodeId, limit: usize) -> Result<Vec<(Key, KeyState)>, EngineError> {
         let limit = limit.min(SCAN_PAGE_MAX);
         let prefix = hint_prefix(target);
         let mut page = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_HINTS),
-            IteratorMode::From(&prefix, Direction::Forward),
-        );
+        let iter = self
+            .db
+            .iterator_cf(self.cf(CF_HINTS), IteratorMode::From(&prefix, Direction::Forward));
         for item in iter {
             if page.len() >= limit {
                 break;
@@ -352,12 +343,7 @@ impl Engine for RocksEngine {
         Ok(page)
     }
 
-    fn remove_hint_if_unchanged(
-        &self,
-        target: &NodeId,
-        key: &Key,
-        delivered: &KeyState,
-    ) -> Result<bool, EngineError> {
+    fn remove_hint_if_unchanged(&self, target: &NodeId, key: &Key, delivered: &KeyState) -> Result<bool, EngineError> {
         let raw_key = hint_key(target, key);
         let _guard = self.locks.lock(KeyLocks::stripe(key.position()));
         let mut counts = self.counts();
@@ -381,24 +367,12 @@ impl Engine for RocksEngine {
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, EngineError> {
-        self.db
-            .get_cf(self.cf(CF_META), name.as_bytes())
-            .map_err(io)
+        self.db.get_cf(self.cf(CF_META), name.as_bytes()).map_err(io)
     }
 
-    fn put_meta(
-        &self,
-        name: &str,
-        value: &[u8],
-        durability: Durability,
-    ) -> Result<(), EngineError> {
+    fn put_meta(&self, name: &str, value: &[u8], durability: Durability) -> Result<(), EngineError> {
         self.db
-            .put_cf_opt(
-                self.cf(CF_META),
-                name.as_bytes(),
-                value,
-                &write_options(durability),
-            )
+            .put_cf_opt(self.cf(CF_META), name.as_bytes(), value, &write_options(durability))
             .map_err(io)
     }
 }

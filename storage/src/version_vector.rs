@@ -119,9 +119,7 @@ impl VersionVector {
 
     /// The (actor, counter) pairs in actor order.
     pub fn iter(&self) -> impl Iterator<Item = (ActorId, u64)> + '_ {
-        self.counters
-            .iter()
-            .map(|(&actor, &counter)| (actor, counter))
+        self.counters.iter().map(|(&actor, &counter)| (actor, counter))
     }
 
     /// Builds a vector from pairs, refusing unordered, duplicate or zero entries.
@@ -199,8 +197,7 @@ mod tests {
     use super::*;
 
     fn vv(pairs: &[(u64, u64)]) -> VersionVector {
-        VersionVector::from_canonical_pairs(pairs.iter().map(|&(a, c)| (ActorId::new(a), c)))
-            .expect("canonical")
+        VersionVector::from_canonical_pairs(pairs.iter().map(|&(a, c)| (ActorId::new(a), c))).expect("canonical")
     }
 
     fn check_decode(bytes: &[u8], expected: Result<VersionVector, ContextError>) {
@@ -209,11 +206,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for v in [
-            vv(&[]),
-            vv(&[(1, 1)]),
-            vv(&[(1, 5), (7, 2), (u64::MAX, u64::MAX)]),
-        ] {
+        for v in [vv(&[]), vv(&[(1, 1)]), vv(&[(1, 5), (7, 2), (u64::MAX, u64::MAX)])] {
             check_decode(&v.encode(), Ok(v.clone()));
         }
     }
@@ -222,10 +215,7 @@ mod tests {
     fn malformed_contexts_are_errors() {
         let good = vv(&[(1, 5), (2, 3)]).encode();
         check_decode(&good[..3], Err(ContextError::Truncated { got: 3 }));
-        check_decode(
-            &good[..good.len() - 1],
-            Err(ContextError::BadLength { got: 31 }),
-        );
+        check_decode(&good[..good.len() - 1], Err(ContextError::BadLength { got: 31 }));
         let mut flipped = good.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
@@ -233,10 +223,7 @@ mod tests {
         let mut format = good.clone();
         format[0] = 9;
         check_decode(&format, Err(ContextError::UnknownFormat { got: 9 }));
-        check_decode(
-            b"not a context at all",
-            Err(ContextError::UnknownFormat { got: b'n' }),
-        );
+        check_decode(b"not a context at all", Err(ContextError::UnknownFormat { got: b'n' }));
     }
 
     #[test]

@@ -72,10 +72,7 @@ fn parent() -> anyhow::Result<()> {
             );
             match lines.next() {
                 Some(line) => acked.push(line?.trim().parse()?),
-                None => anyhow::bail!(
-                    "child exited after {} acks without being killed",
-                    acked.len()
-                ),
+                None => anyhow::bail!("child exited after {} acks without being killed", acked.len()),
             }
         }
         child.kill()?; // SIGKILL on Unix
@@ -100,7 +97,11 @@ fn parent() -> anyhow::Result<()> {
                 "acknowledged write r{round}-k{i} has the wrong value"
             );
         }
-        println!("crash round {round}: killed after {} acknowledged fsynced writes, all {} found after reopen", kill_after, acked.len());
+        println!(
+            "crash round {round}: killed after {} acknowledged fsynced writes, all {} found after reopen",
+            kill_after,
+            acked.len()
+        );
     }
     Ok(())
 }
@@ -118,7 +119,9 @@ fn main() {
         return;
     }
     match parent() {
-        Ok(()) => println!("test crash_acknowledged_writes_survive_sigkill ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored"),
+        Ok(()) => println!(
+            "test crash_acknowledged_writes_survive_sigkill ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored"
+        ),
         Err(e) => {
             eprintln!("crash test failed: {e:#}");
             std::process::exit(1);

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use ringkv_ring::{NodeId, Position};
 use ringkv_storage::{
-    ActorId, Durability, Engine, EngineError, Hlc, Key, KeyState, Limits, MemoryEngine,
-    RocksEngine, VersionVector, Write,
+    ActorId, Durability, Engine, EngineError, Hlc, Key, KeyState, Limits, MemoryEngine, RocksEngine, VersionVector,
+    Write,
 };
 
 fn key(name: &str) -> Key {
@@ -47,9 +47,7 @@ fn check_conformance(engine: &dyn Engine) {
     // Update writes, merge keeps concurrent siblings.
     let k = key("k1");
     engine.merge(&k, &state(1, "a"), Durability::Sync).unwrap();
-    let merged = engine
-        .merge(&k, &state(2, "b"), Durability::Buffered)
-        .unwrap();
+    let merged = engine.merge(&k, &state(2, "b"), Durability::Buffered).unwrap();
     assert_eq!(values(&merged), ["a", "b"]);
     assert_eq!(engine.get(&k).unwrap().unwrap(), merged);
 
@@ -76,11 +74,12 @@ fn check_conformance(engine: &dyn Engine) {
         .collect();
     let mut with_repeat = batch.clone();
     with_repeat.push((key("b0"), state(4, "y0")));
-    engine.merge_batch(&with_repeat, Durability::Sync).unwrap();
-    assert_eq!(
-        values(&engine.get(&key("b0")).unwrap().unwrap()),
-        ["x0", "y0"]
-    );
+    let changes = engine.merge_batch(&with_repeat, Durability::Sync).unwrap();
+    assert_eq!(changes.len(), 50, "one change per distinct key");
+    let b0 = changes.iter().find(|c| c.key.as_bytes() == b"b0").unwrap();
+    assert!(b0.before.is_empty());
+    assert_eq!(values(&b0.after), ["x0", "y0"]);
+    assert_eq!(values(&engine.get(&key("b0")).unwrap().unwrap()), ["x0", "y0"]);
 
     // Scans return keys in position order, bounded, resumable, and exactly the range.
     let all = scan_all(engine, 0, Position::MAX);
@@ -96,9 +95,7 @@ fn check_conformance(engine: &dyn Engine) {
 
     // remove_if_unchanged refuses when the state moved on.
     let stale = engine.get(&key("b1")).unwrap().unwrap();
-    engine
-        .merge(&key("b1"), &state(9, "newer"), Durability::Sync)
-        .unwrap();
+    engine.merge(&key("b1"), &state(9, "newer"), Durability::Sync).unwrap();
     assert!(!engine
         .remove_if_unchanged(&key("b1"), &stale, Durability::Sync)
         .unwrap());
@@ -122,21 +119,12 @@ fn check_conformance(engine: &dyn Engine) {
     engine
         .put_hint(&n3, &key("h1"), &state(1, "d"), Durability::Sync)
         .unwrap();
-    assert_eq!(
-        engine.hint_counts().unwrap(),
-        vec![(n2.clone(), 2), (n3.clone(), 1)]
-    );
+    assert_eq!(engine.hint_counts().unwrap(), vec![(n2.clone(), 2), (n3.clone(), 1)]);
     let hints = engine.hints(&n2, 100).unwrap();
     assert_eq!(hints.len(), 2);
-    let (hk, hs) = hints
-        .iter()
-        .find(|(k, _)| k.as_bytes() == b"h1")
-        .unwrap()
-        .clone();
+    let (hk, hs) = hints.iter().find(|(k, _)| k.as_bytes() == b"h1").unwrap().clone();
     assert_eq!(values(&hs), ["a", "b"]);
-    engine
-        .put_hint(&n2, &hk, &state(5, "late"), Durability::Sync)
-        .unwrap();
+    engine.put_hint(&n2, &hk, &state(5, "late"), Durability::Sync).unwrap();
     assert!(
         !engine.remove_hint_if_unchanged(&n2, &hk, &hs).unwrap(),
         "a hint that changed is kept"
@@ -149,21 +137,15 @@ fn check_conformance(engine: &dyn Engine) {
         .unwrap()
         .1;
     assert!(engine.remove_hint_if_unchanged(&n2, &hk, &fresh).unwrap());
-    assert_eq!(
-        engine.hint_counts().unwrap(),
-        vec![(n2.clone(), 1), (n3.clone(), 1)]
-    );
+    assert_eq!(engine.hint_counts().unwrap(), vec![(n2.clone(), 1), (n3.clone(), 1)]);
     assert_eq!(engine.hints(&n3, 100).unwrap().len(), 1);
+    assert_eq!(values(&engine.hint(&n3, &key("h1")).unwrap().unwrap()), ["d"]);
+    assert!(engine.hint(&n3, &key("h2")).unwrap().is_none());
 
     // Metadata.
     assert!(engine.get_meta("incarnation").unwrap().is_none());
-    engine
-        .put_meta("incarnation", b"42", Durability::Sync)
-        .unwrap();
-    assert_eq!(
-        engine.get_meta("incarnation").unwrap().as_deref(),
-        Some(&b"42"[..])
-    );
+    engine.put_meta("incarnation", b"42", Durability::Sync).unwrap();
+    assert_eq!(engine.get_meta("incarnation").unwrap().as_deref(), Some(&b"42"[..]));
 }
 
 fn scan_all(engine: &dyn Engine, lo: Position, hi: Position) -> Vec<Key> {
@@ -193,9 +175,7 @@ fn rocks_engine_keeps_data_and_hints_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let engine = RocksEngine::open(dir.path()).unwrap();
-        engine
-            .merge(&key("k"), &state(1, "kept"), Durability::Sync)
-            .unwrap();
+        engine.merge(&key("k"), &state(1, "kept"), Durability::Sync).unwrap();
         engine
             .put_hint(&node("n9"), &key("k"), &state(1, "kept"), Durability::Sync)
             .unwrap();
@@ -222,9 +202,7 @@ fn corrupt_records_are_typed_errors_and_lose_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     {
         let engine = RocksEngine::open(dir.path()).unwrap();
-        engine
-            .merge(&key("good"), &state(1, "fine"), Durability::Sync)
-            .unwrap();
+        engine.merge(&key("good"), &state(1, "fine"), Durability::Sync).unwrap();
         engine
             .merge(&key("bad"), &state(1, "soon corrupt"), Durability::Sync)
             .unwrap();
@@ -251,15 +229,7 @@ fn corrupt_records_are_typed_errors_and_lose_nothing_else() {
         "{err}"
     );
     // A write to the corrupt key fails rather than replacing what is there.
-    assert!(engine
-        .merge(&key("bad"), &state(2, "x"), Durability::Sync)
-        .is_err());
-    assert!(matches!(
-        engine.get(&key("bad")),
-        Err(EngineError::Corrupt { .. })
-    ));
-    assert_eq!(
-        values(&engine.get(&key("good")).unwrap().unwrap()),
-        ["fine"]
-    );
+    assert!(engine.merge(&key("bad"), &state(2, "x"), Durability::Sync).is_err());
+    assert!(matches!(engine.get(&key("bad")), Err(EngineError::Corrupt { .. })));
+    assert_eq!(values(&engine.get(&key("good")).unwrap().unwrap()), ["fine"]);
 }

@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use ringkv_client::proto::kv_server::{Kv, KvServer};
 use ringkv_client::proto::{
-    DeleteRequest, DeleteResponse, GetRequest, GetResponse, PutRequest, PutResponse, StatusRequest,
-    StatusResponse,
+    DeleteRequest, DeleteResponse, GetRequest, GetResponse, PutRequest, PutResponse, StatusRequest, StatusResponse,
 };
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
@@ -91,19 +90,13 @@ impl Kv for FakeKv {
         Ok(Response::new(lock(&self.state.put_response).clone()))
     }
 
-    async fn delete(
-        &self,
-        request: Request<DeleteRequest>,
-    ) -> Result<Response<DeleteResponse>, Status> {
+    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         self.state.arrive(&request).await?;
         lock(&self.state.deletes).push(request.into_inner());
         Ok(Response::new(DeleteResponse { replicas_acked: 2 }))
     }
 
-    async fn status(
-        &self,
-        request: Request<StatusRequest>,
-    ) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         self.state.arrive(&request).await?;
         Ok(Response::new(lock(&self.state.status_response).clone()))
     }

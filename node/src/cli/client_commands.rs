@@ -112,12 +112,7 @@ fn print_read(read: &ReadResult, details: bool) {
     let _ = writeln!(out, "context: {}", read.context.to_base64());
 }
 
-async fn context_for_write(
-    client: &Client,
-    key: &str,
-    given: Option<&str>,
-    blind: bool,
-) -> Result<Context, Failure> {
+async fn context_for_write(client: &Client, key: &str, given: Option<&str>, blind: bool) -> Result<Context, Failure> {
     if blind {
         return Ok(Context::empty());
     }
@@ -150,16 +145,13 @@ pub async fn get(args: GetArgs) -> CommandResult {
 
 pub async fn put(args: PutArgs) -> CommandResult {
     let client = args.connection.client()?;
-    let context =
-        context_for_write(&client, &args.key, args.context.as_deref(), args.blind).await?;
+    let context = context_for_write(&client, &args.key, args.context.as_deref(), args.blind).await?;
     let options = WriteOptions {
         consistency: consistency(args.w),
         ttl: args.ttl,
         ..WriteOptions::default()
     };
-    let after = client
-        .put_with(args.key, args.value, &context, options)
-        .await?;
+    let after = client.put_with(args.key, args.value, &context, options).await?;
     println!("ok\ncontext: {}", after.to_base64());
     Ok(exit::OK)
 }
@@ -181,11 +173,7 @@ pub async fn status(args: StatusArgs) -> CommandResult {
     let status = client.status().await?;
     println!(
         "node {} of cluster {:?}: N={} replicas, key limit {} B, value limit {} B",
-        status.node_id,
-        status.cluster_name,
-        status.replicas,
-        status.key_bytes_max,
-        status.value_bytes_max
+        status.node_id, status.cluster_name, status.replicas, status.key_bytes_max, status.value_bytes_max
     );
     println!(
         "{:<12} {:<22} {:<8} {:<6} {:>6} {:>10} {:>8}",

@@ -72,11 +72,7 @@ fn configs(args: &DevArgs) -> Result<Vec<NodeConfig>, Failure> {
     }
     let mut configs = Vec::new();
     for (i, seed) in seeds.iter().enumerate() {
-        let mut config = NodeConfig::local(
-            seed.id.clone(),
-            seed.address,
-            args.data_dir.join(seed.id.as_str()),
-        );
+        let mut config = NodeConfig::local(seed.id.clone(), seed.address, args.data_dir.join(seed.id.as_str()));
         config.admin_listen = Some(SocketAddr::from((
             [127, 0, 0, 1],
             port(args.admin_base_port, i as u16)?,
@@ -94,11 +90,7 @@ fn configs(args: &DevArgs) -> Result<Vec<NodeConfig>, Failure> {
 
 pub async fn run(args: DevArgs) -> CommandResult {
     let configs = configs(&args)?;
-    let (n, r, w) = (
-        configs[0].replicas,
-        configs[0].read_quorum,
-        configs[0].write_quorum,
-    );
+    let (n, r, w) = (configs[0].replicas, configs[0].read_quorum, configs[0].write_quorum);
     let mut nodes: Vec<RunningNode> = Vec::new();
     for config in configs {
         match RunningNode::start(config).await {
@@ -122,12 +114,7 @@ pub async fn run(args: DevArgs) -> CommandResult {
             .admin_address()
             .map(|a| format!("http://{a}/metrics"))
             .unwrap_or_default();
-        println!(
-            "  {:<4} {}   {}",
-            node.core().me().as_str(),
-            node.address(),
-            admin
-        );
+        println!("  {:<4} {}   {}", node.core().me().as_str(), node.address(), admin);
     }
     let endpoints: Vec<String> = nodes.iter().map(|n| n.address().to_string()).collect();
     let check = self_check(&endpoints).await;
@@ -142,7 +129,7 @@ pub async fn run(args: DevArgs) -> CommandResult {
         return check.map(|_| super::exit::OK).map_err(Failure::other);
     }
     println!(
-        "\nTry it (another terminal):\n  cargo run -q --bin ringkv -- put greeting hello\n  cargo run -q --bin ringkv -- get greeting\n  cargo run -q --bin ringkv -- status\nCtrl-C stops the cluster."
+        "\nTry it (another terminal):\n  scripts/ringkv put greeting hello\n  scripts/ringkv get greeting\n  scripts/ringkv status\nCtrl-C stops the cluster."
     );
     super::node_command::wait_for_signal().await;
     println!("stopping {} nodes", nodes.len());
@@ -164,9 +151,7 @@ async fn self_check(endpoints: &[String]) -> anyhow::Result<String> {
     let value = format!("hello from ringkv at {:?}", std::time::SystemTime::now());
     client.put(key, value.clone(), &before.context).await?;
     let read = client.get(key).await?;
-    let got = read
-        .value()
-        .map(|v| String::from_utf8_lossy(v).into_owned());
+    let got = read.value().map(|v| String::from_utf8_lossy(v).into_owned());
     anyhow::ensure!(
         got.as_deref() == Some(value.as_str()),
         "read back {got:?}, expected {value:?}"

@@ -117,9 +117,7 @@ impl From<ringkv_client::ClientError> for Failure {
     fn from(error: ringkv_client::ClientError) -> Failure {
         use ringkv_client::ClientError as E;
         let code = match &error {
-            E::InvalidArgument(_) | E::InvalidContext(_) | E::InvalidEndpoint { .. } => {
-                exit::INVALID
-            }
+            E::InvalidArgument(_) | E::InvalidContext(_) | E::InvalidEndpoint { .. } => exit::INVALID,
             E::Unavailable { .. } | E::Timeout { .. } => exit::UNAVAILABLE,
             _ => exit::OTHER,
         };

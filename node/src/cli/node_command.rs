@@ -62,6 +62,9 @@ pub struct NodeArgs {
     /// fsync every acknowledged write (survives power loss, slower).
     #[arg(long, env = "RINGKV_FSYNC")]
     fsync: Option<bool>,
+    /// How long a deleted key keeps its tombstone before GC may purge it [default: 1h].
+    #[arg(long, env = "RINGKV_TOMBSTONE_GRACE", value_parser = humantime::parse_duration)]
+    tombstone_grace: Option<Duration>,
     /// Default request timeout, e.g. 2s or 500ms [default: 2s].
     #[arg(long, env = "RINGKV_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
     request_timeout: Option<Duration>,
@@ -101,14 +104,8 @@ fn config(args: NodeArgs) -> Result<NodeConfig, Failure> {
         config.cluster_name = name;
     }
     config.replicas = args.replicas.or(file.replicas).unwrap_or(config.replicas);
-    config.read_quorum = args
-        .read_quorum
-        .or(file.read_quorum)
-        .unwrap_or(config.read_quorum);
-    config.write_quorum = args
-        .write_quorum
-        .or(file.write_quorum)
-        .unwrap_or(config.write_quorum);
+    config.read_quorum = args.read_quorum.or(file.read_quorum).unwrap_or(config.read_quorum);
+    config.write_quorum = args.write_quorum.or(file.write_quorum).unwrap_or(config.write_quorum);
     config.vnodes = args.vnodes.or(file.vnodes).unwrap_or(config.vnodes);
     config.zone = args.zone.or(file.zone);
     if args.fsync.or(file.fsync).unwrap_or(false) {
@@ -118,10 +115,16 @@ fn config(args: NodeArgs) -> Result<NodeConfig, Failure> {
         .request_timeout
         .or(file.request_timeout)
         .unwrap_or(config.request_timeout);
+    config.hinted_handoff = file.hinted_handoff.unwrap_or(config.hinted_handoff);
+    config.anti_entropy_interval = file.anti_entropy_interval.unwrap_or(config.anti_entropy_interval);
+    config.gc_interval = file.gc_interval.unwrap_or(config.gc_interval);
+    config.tombstone_grace = args
+        .tombstone_grace
+        .or(file.tombstone_grace)
+        .unwrap_or(config.tombstone_grace);
     config.limits = Limits::new(
         file.key_bytes_max.unwrap_or(config.limits.key_bytes_max()),
-        file.value_bytes_max
-            .unwrap_or(config.limits.value_bytes_max()),
+        file.value_bytes_max.unwrap_or(config.limits.value_bytes_max()),
     )
     .map_err(Failure::invalid)?;
     config.validate().map_err(Failure::invalid)?;
@@ -131,11 +134,7 @@ fn config(args: NodeArgs) -> Result<NodeConfig, Failure> {
 pub async fn run(args: NodeArgs) -> CommandResult {
     let config = config(args)?;
     let node = RunningNode::start(config).await?;
-    eprintln!(
-        "ringkv node {} listening on {}",
-        node.core().me(),
-        node.address()
-    );
+    eprintln!("ringkv node {} listening on {}", node.core().me(), node.address());
     if let Some(admin) = node.admin_address() {
         eprintln!("admin: http://{admin}/metrics and http://{admin}/health");
     }

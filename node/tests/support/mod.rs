@@ -33,11 +33,7 @@ impl TestCluster {
         }
         let mut configs = Vec::new();
         for seed in &seeds {
-            let mut config = NodeConfig::local(
-                seed.id.clone(),
-                seed.address,
-                dir.path().join(seed.id.as_str()),
-            );
+            let mut config = NodeConfig::local(seed.id.clone(), seed.address, dir.path().join(seed.id.as_str()));
             config.seeds = seeds.clone();
             config.replicas = replicas;
             config.read_quorum = replicas / 2 + 1;
@@ -53,11 +49,7 @@ impl TestCluster {
                 listener: Some(listener),
                 ..StartOptions::default()
             };
-            nodes.push(Some(
-                RunningNode::start_with(config.clone(), options)
-                    .await
-                    .unwrap(),
-            ));
+            nodes.push(Some(RunningNode::start_with(config.clone(), options).await.unwrap()));
         }
         TestCluster {
             _dir: dir,
@@ -137,10 +129,7 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {within:?}"
-        );
+        assert!(Instant::now() < deadline, "condition not met within {within:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -19,6 +19,11 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `count` nodes keeping `replicas` copies of each key.
     pub async fn start(count: usize, replicas: u8) -> TestCluster {
+        TestCluster::start_with(count, replicas, |_| {}).await
+    }
+
+    /// Like [`TestCluster::start`], with each node's config adjusted by `customize`.
+    pub async fn start_with(count: usize, replicas: u8, customize: impl Fn(&mut NodeConfig)) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
         let mut seeds = Vec::new();
@@ -41,6 +46,7 @@ impl TestCluster {
             config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
             config.probe_interval = Duration::from_millis(100);
             config.handoff_interval = Duration::from_millis(100);
+            customize(&mut config);
             configs.push(config);
         }
         let mut nodes = Vec::new();

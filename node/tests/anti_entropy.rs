@@ -1,0 +1,173 @@
+//! Anti-entropy and tombstone GC on a loopback cluster: replicas converge with no reads,
+//! exchange traffic follows the difference, and purged tombstones never resurrect data.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringkv_client::{Consistency, Context, ReadOptions, WriteOptions};
+use ringkv_node::anti_entropy::exchange;
+use ringkv_storage::{record, ActorId, Hlc, Key, KeyState, Limits, VersionVector, Write};
+use support::{eventually, TestCluster};
+
+fn key(name: &str) -> Key {
+    Limits::default().key(name.to_owned()).unwrap()
+}
+
+fn state(actor: u64, value: &str) -> KeyState {
+    let mut s = KeyState::new();
+    let write = Write { value: Some(Bytes::from(value.to_owned())), hlc: Hlc::new(1, 0), expires_at_ms: None };
+    s.put(ActorId::new(actor), &VersionVector::new(), write);
+    s
+}
+
+async fn states(cluster: &TestCluster, key: &Key) -> Vec<Option<KeyState>> {
+    let mut out = Vec::new();
+    for node in cluster.nodes.iter().flatten() {
+        out.push(node.core().store.get(key.clone()).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diverged_replicas_converge_without_reads() {
+    let mut cluster = TestCluster::start_with(3, 3, |c| {
+        c.hinted_handoff = false;
+        c.anti_entropy_interval = Duration::from_millis(200);
+    })
+    .await;
+    cluster.stop(2).await;
+    let client = cluster.client_for(0);
+    let keys: Vec<String> = (0..200).map(|i| format!("diverged-{i}")).collect();
+    for k in &keys {
+        client.put(k.clone(), format!("value of {k}"), &Context::empty()).await.unwrap();
+    }
+    // A concurrent sibling that only the stopped node will hold.
+    let concurrent = key("concurrent");
+    client.put("concurrent", "written while n3 was away", &Context::empty()).await.unwrap();
+    cluster.restart(2).await;
+    cluster.node(2).core().store.merge(concurrent.clone(), state(99, "only on n3")).await.unwrap();
+
+    let started = Instant::now();
+    let all_keys: Vec<Key> = keys.iter().map(|k| key(k)).chain([concurrent.clone()]).collect();
+    eventually(Duration::from_secs(30), || {
+        let cluster = &cluster;
+        let all_keys = &all_keys;
+        async move {
+            for k in all_keys {
+                let s = states(cluster, k).await;
+                if s.iter().any(|x| x != &s[0]) || s[0].is_none() {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    let repaired: u64 = (0..3).map(|i| cluster.node(i).core().metrics.anti_entropy_keys_repaired.get()).sum();
+    let bytes: u64 = (0..3).map(|i| cluster.node(i).core().metrics.anti_entropy_bytes.get()).sum();
+    println!(
+        "anti-entropy: 201 keys missing on one replica converged in {:.2} s with no reads; {repaired} keys repaired, {bytes} bytes exchanged",
+        started.elapsed().as_secs_f64()
+    );
+    let both = states(&cluster, &concurrent).await[0].clone().unwrap();
+    assert_eq!(both.visible(0).count(), 2, "repair kept both concurrent siblings");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_traffic_follows_the_difference() {
+    let cluster = TestCluster::start_with(2, 2, |c| c.anti_entropy_interval = Duration::from_secs(3600)).await;
+    let count = 100_000;
+    let mut data_bytes = 0u64;
+    let mut batch = Vec::with_capacity(1000);
+    for i in 0..count {
+        let k = key(&format!("bulk-{i:06}"));
+        let s = state(1, &format!("value number {i:06} with some padding to look like data"));
+        data_bytes += (k.as_bytes().len() + record::encode(&s).len()) as u64;
+        batch.push((k, s));
+        if batch.len() == 1000 || i == count - 1 {
+            for node in 0..2 {
+                cluster.node(node).core().store.merge_batch(batch.clone()).await.unwrap();
+            }
+            batch.clear();
+        }
+    }
+    for i in 0..10 {
+        let k = key(&format!("bulk-{:06}", i * 9_973));
+        cluster.node(1).core().store.merge(k, state(2, "a newer concurrent write")).await.unwrap();
+    }
+    let n2 = cluster.configs[1].node_id.clone();
+    let stats = exchange(cluster.node(0).core(), &n2).await.unwrap();
+    let ratio = stats.bytes as f64 / data_bytes as f64;
+    println!(
+        "anti-entropy: {count} keys ({data_bytes} bytes of data), 10 differing: {} bytes exchanged = {:.3}% of the data; {stats:?}",
+        stats.bytes,
+        ratio * 100.0
+    );
+    assert_eq!(stats.keys_differing, 10);
+    assert_eq!(stats.keys_repaired, 10);
+    assert!(ratio < 0.01, "exchange moved {:.3}% of the data", ratio * 100.0);
+    let again = exchange(cluster.node(0).core(), &n2).await.unwrap();
+    assert_eq!(again.keys_differing, 0, "a second exchange finds nothing: {again:?}");
+    println!("anti-entropy: a second exchange with nothing to repair moved {} bytes", again.bytes);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_tombstone_never_resurrects_the_value() {
+    let mut cluster = TestCluster::start_with(3, 3, |c| {
+        c.hinted_handoff = false;
+        c.request_timeout = Duration::from_secs(1);
+        c.tombstone_grace = Duration::from_secs(1);
+        c.gc_interval = Duration::from_millis(200);
+        c.anti_entropy_interval = Duration::from_millis(200);
+    })
+    .await;
+    let client = cluster.client_for(0);
+    let all = WriteOptions { consistency: Some(Consistency::All), ..WriteOptions::default() };
+    client.put_with("doomed", "old value", &Context::empty(), all).await.unwrap();
+    // n3 misses the delete, and with hints disabled nothing is queued for it.
+    cluster.stop(2).await;
+    let seen = client.get("doomed").await.unwrap();
+    client.delete("doomed", &seen.context).await.unwrap();
+
+    // While n3 is away the tombstone must stay, well past the grace period.
+    let k = key("doomed");
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for s in states(&cluster, &k).await {
+            let s = s.expect("tombstone kept while a replica is down");
+            assert!(s.is_dead(u64::MAX / 2));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    cluster.restart(2).await;
+    // Anti-entropy gives n3 the tombstone, then GC purges it everywhere.
+    eventually(Duration::from_secs(30), || {
+        let cluster = &cluster;
+        let k = &k;
+        async move { states(cluster, k).await.iter().all(Option::is_none).then_some(()) }
+    })
+    .await;
+    let purged: u64 = (0..3).map(|i| cluster.node(i).core().metrics.tombstones_purged.get()).sum();
+    assert_eq!(purged, 1, "one coordinator purged the key");
+
+    // Give anti-entropy and hand-off time to bring anything back; nothing may return.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert!(states(&cluster, &k).await.iter().all(Option::is_none), "purged key came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let everyone = ReadOptions { consistency: Some(Consistency::All), ..ReadOptions::default() };
+    assert!(cluster.client().get_with("doomed", everyone).await.unwrap().is_empty());
+
+    // Writing the key again works and is not hidden by any old context.
+    cluster.client().put_with("doomed", "reborn", &seen.context, all).await.unwrap();
+    let read = cluster.client().get_with("doomed", everyone).await.unwrap();
+    assert_eq!(read.value().map(|v| v.to_vec()), Some(b"reborn".to_vec()));
+    cluster.shutdown().await;
+}

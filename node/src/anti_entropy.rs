@@ -19,6 +19,7 @@ use ringkv_storage::{record, Key, KeyState, SCAN_PAGE_MAX, SEGMENT_LEAVES};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
+use crate::background::Rounds;
 use crate::merkle_index::digest;
 use crate::node_core::NodeCore;
 
@@ -281,32 +282,26 @@ async fn repair_key(core: &NodeCore, peer: &mut Peer<'_>, key: Key) -> Result<bo
 }
 
 /// Exchanges with one live peer per interval, round-robin.
-pub async fn anti_entropy_loop(core: Arc<NodeCore>, peers: Vec<NodeId>, mut shutdown: watch::Receiver<bool>) {
+pub async fn anti_entropy_loop(core: Arc<NodeCore>, peers: Vec<NodeId>, shutdown: watch::Receiver<bool>) {
     if peers.is_empty() {
         return;
     }
-    let mut interval = tokio::time::interval(core.config.anti_entropy_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rounds = Rounds::new(core.config.anti_entropy_interval, shutdown);
     let mut next = 0usize;
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        for _ in 0..peers.len() {
-            let peer = &peers[next % peers.len()];
-            next = next.wrapping_add(1);
-            if !core.membership.is_alive(peer) {
-                continue;
-            }
-            match exchange(&core, peer).await {
-                Ok(stats) if stats.keys_repaired > 0 => {
-                    tracing::info!(%peer, ?stats, "anti-entropy repaired keys")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(%peer, error = %e, "anti-entropy exchange failed"),
-            }
-            break;
+    while rounds.next().await {
+        // The next live peer after the last one; at most one exchange per round.
+        let Some(index) = (0..peers.len())
+            .map(|offset| (next + offset) % peers.len())
+            .find(|i| core.membership.is_alive(&peers[*i]))
+        else {
+            continue;
+        };
+        next = index + 1;
+        let peer = &peers[index];
+        match exchange(&core, peer).await {
+            Ok(stats) if stats.keys_repaired > 0 => tracing::info!(%peer, ?stats, "anti-entropy repaired keys"),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%peer, error = %e, "anti-entropy exchange failed"),
         }
     }
 }

@@ -19,15 +19,34 @@ use crate::node_core::NodeCore;
 pub const HANDOFF_BATCH_MAX: usize = 256;
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Pings every peer each interval and reports the outcome to the membership.
-pub async fn probe_loop(core: Arc<NodeCore>, peers: Vec<NodeId>, mut shutdown: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(core.config.probe_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+/// The ticks of a background loop: one per interval until the node shuts down. A slow
+/// round delays the next tick instead of piling rounds up.
+pub struct Rounds {
+    ticker: tokio::time::Interval,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Rounds {
+    /// Ticks every `interval` until `shutdown` changes.
+    pub fn new(interval: Duration, shutdown: watch::Receiver<bool>) -> Rounds {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Rounds { ticker, shutdown }
+    }
+
+    /// Waits for the next round; `false` once the node is shutting down.
+    pub async fn next(&mut self) -> bool {
         tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = self.ticker.tick() => true,
+            _ = self.shutdown.changed() => false,
         }
+    }
+}
+
+/// Pings every peer each interval and reports the outcome to the membership.
+pub async fn probe_loop(core: Arc<NodeCore>, peers: Vec<NodeId>, shutdown: watch::Receiver<bool>) {
+    let mut rounds = Rounds::new(core.config.probe_interval, shutdown);
+    while rounds.next().await {
         for peer in &peers {
             let reachable = probe(&core, peer).await;
             core.membership.report(peer, reachable);
@@ -62,14 +81,9 @@ async fn probe(core: &NodeCore, peer: &NodeId) -> bool {
 }
 
 /// Hands hints off to their targets when they are alive, then deletes them.
-pub async fn handoff_loop(core: Arc<NodeCore>, mut shutdown: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(core.config.handoff_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => return,
-        }
+pub async fn handoff_loop(core: Arc<NodeCore>, shutdown: watch::Receiver<bool>) {
+    let mut rounds = Rounds::new(core.config.handoff_interval, shutdown);
+    while rounds.next().await {
         if let Err(e) = handoff_round(&core).await {
             tracing::warn!(error = %e, "hint hand-off round failed");
         }

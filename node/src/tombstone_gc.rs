@@ -23,6 +23,7 @@ use ringkv_ring::Position;
 use ringkv_storage::{record, Key, KeyState};
 use tokio::sync::watch;
 
+use crate::background::Rounds;
 use crate::node_core::NodeCore;
 
 /// Keys examined per GC round.
@@ -174,15 +175,10 @@ async fn try_purge(
 }
 
 /// Runs GC rounds every interval until shutdown.
-pub async fn gc_loop(core: Arc<NodeCore>, mut shutdown: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(core.config.gc_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+pub async fn gc_loop(core: Arc<NodeCore>, shutdown: watch::Receiver<bool>) {
+    let mut rounds = Rounds::new(core.config.gc_interval, shutdown);
     let mut cursor = None;
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => return,
-        }
+    while rounds.next().await {
         if let Err(e) = gc_round(&core, &mut cursor).await {
             tracing::warn!(error = %e, "tombstone GC round failed");
         }

@@ -18,7 +18,11 @@ fn key(name: &str) -> Key {
 
 fn state(actor: u64, value: &str) -> KeyState {
     let mut s = KeyState::new();
-    let write = Write { value: Some(Bytes::from(value.to_owned())), hlc: Hlc::new(1, 0), expires_at_ms: None };
+    let write = Write {
+        value: Some(Bytes::from(value.to_owned())),
+        hlc: Hlc::new(1, 0),
+        expires_at_ms: None,
+    };
     s.put(ActorId::new(actor), &VersionVector::new(), write);
     s
 }
@@ -42,13 +46,25 @@ async fn diverged_replicas_converge_without_reads() {
     let client = cluster.client_for(0);
     let keys: Vec<String> = (0..200).map(|i| format!("diverged-{i}")).collect();
     for k in &keys {
-        client.put(k.clone(), format!("value of {k}"), &Context::empty()).await.unwrap();
+        client
+            .put(k.clone(), format!("value of {k}"), &Context::empty())
+            .await
+            .unwrap();
     }
     // A concurrent sibling that only the stopped node will hold.
     let concurrent = key("concurrent");
-    client.put("concurrent", "written while n3 was away", &Context::empty()).await.unwrap();
+    client
+        .put("concurrent", "written while n3 was away", &Context::empty())
+        .await
+        .unwrap();
     cluster.restart(2).await;
-    cluster.node(2).core().store.merge(concurrent.clone(), state(99, "only on n3")).await.unwrap();
+    cluster
+        .node(2)
+        .core()
+        .store
+        .merge(concurrent.clone(), state(99, "only on n3"))
+        .await
+        .unwrap();
 
     let started = Instant::now();
     let all_keys: Vec<Key> = keys.iter().map(|k| key(k)).chain([concurrent.clone()]).collect();
@@ -66,8 +82,12 @@ async fn diverged_replicas_converge_without_reads() {
         }
     })
     .await;
-    let repaired: u64 = (0..3).map(|i| cluster.node(i).core().metrics.anti_entropy_keys_repaired.get()).sum();
-    let bytes: u64 = (0..3).map(|i| cluster.node(i).core().metrics.anti_entropy_bytes.get()).sum();
+    let repaired: u64 = (0..3)
+        .map(|i| cluster.node(i).core().metrics.anti_entropy_keys_repaired.get())
+        .sum();
+    let bytes: u64 = (0..3)
+        .map(|i| cluster.node(i).core().metrics.anti_entropy_bytes.get())
+        .sum();
     println!(
         "anti-entropy: 201 keys missing on one replica converged in {:.2} s with no reads; {repaired} keys repaired, {bytes} bytes exchanged",
         started.elapsed().as_secs_f64()
@@ -90,14 +110,26 @@ async fn exchange_traffic_follows_the_difference() {
         batch.push((k, s));
         if batch.len() == 1000 || i == count - 1 {
             for node in 0..2 {
-                cluster.node(node).core().store.merge_batch(batch.clone()).await.unwrap();
+                cluster
+                    .node(node)
+                    .core()
+                    .store
+                    .merge_batch(batch.clone())
+                    .await
+                    .unwrap();
             }
             batch.clear();
         }
     }
     for i in 0..10 {
         let k = key(&format!("bulk-{:06}", i * 9_973));
-        cluster.node(1).core().store.merge(k, state(2, "a newer concurrent write")).await.unwrap();
+        cluster
+            .node(1)
+            .core()
+            .store
+            .merge(k, state(2, "a newer concurrent write"))
+            .await
+            .unwrap();
     }
     let n2 = cluster.configs[1].node_id.clone();
     let stats = exchange(cluster.node(0).core(), &n2).await.unwrap();
@@ -112,7 +144,10 @@ async fn exchange_traffic_follows_the_difference() {
     assert!(ratio < 0.01, "exchange moved {:.3}% of the data", ratio * 100.0);
     let again = exchange(cluster.node(0).core(), &n2).await.unwrap();
     assert_eq!(again.keys_differing, 0, "a second exchange finds nothing: {again:?}");
-    println!("anti-entropy: a second exchange with nothing to repair moved {} bytes", again.bytes);
+    println!(
+        "anti-entropy: a second exchange with nothing to repair moved {} bytes",
+        again.bytes
+    );
     cluster.shutdown().await;
 }
 
@@ -127,8 +162,14 @@ async fn purged_tombstone_never_resurrects_the_value() {
     })
     .await;
     let client = cluster.client_for(0);
-    let all = WriteOptions { consistency: Some(Consistency::All), ..WriteOptions::default() };
-    client.put_with("doomed", "old value", &Context::empty(), all).await.unwrap();
+    let all = WriteOptions {
+        consistency: Some(Consistency::All),
+        ..WriteOptions::default()
+    };
+    client
+        .put_with("doomed", "old value", &Context::empty(), all)
+        .await
+        .unwrap();
     // n3 misses the delete, and with hints disabled nothing is queued for it.
     cluster.stop(2).await;
     let seen = client.get("doomed").await.unwrap();
@@ -153,20 +194,32 @@ async fn purged_tombstone_never_resurrects_the_value() {
         async move { states(cluster, k).await.iter().all(Option::is_none).then_some(()) }
     })
     .await;
-    let purged: u64 = (0..3).map(|i| cluster.node(i).core().metrics.tombstones_purged.get()).sum();
+    let purged: u64 = (0..3)
+        .map(|i| cluster.node(i).core().metrics.tombstones_purged.get())
+        .sum();
     assert_eq!(purged, 1, "one coordinator purged the key");
 
     // Give anti-entropy and hand-off time to bring anything back; nothing may return.
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
-        assert!(states(&cluster, &k).await.iter().all(Option::is_none), "purged key came back");
+        assert!(
+            states(&cluster, &k).await.iter().all(Option::is_none),
+            "purged key came back"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let everyone = ReadOptions { consistency: Some(Consistency::All), ..ReadOptions::default() };
+    let everyone = ReadOptions {
+        consistency: Some(Consistency::All),
+        ..ReadOptions::default()
+    };
     assert!(cluster.client().get_with("doomed", everyone).await.unwrap().is_empty());
 
     // Writing the key again works and is not hidden by any old context.
-    cluster.client().put_with("doomed", "reborn", &seen.context, all).await.unwrap();
+    cluster
+        .client()
+        .put_with("doomed", "reborn", &seen.context, all)
+        .await
+        .unwrap();
     let read = cluster.client().get_with("doomed", everyone).await.unwrap();
     assert_eq!(read.value().map(|v| v.to_vec()), Some(b"reborn".to_vec()));
     cluster.shutdown().await;

@@ -224,3 +224,54 @@ async fn purged_tombstone_never_resurrects_the_value() {
     assert_eq!(read.value().map(|v| v.to_vec()), Some(b"reborn".to_vec()));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_entropy_rpcs_refuse_bad_input() {
+    use ringkv_client::proto::{self, replica_client::ReplicaClient};
+    let cluster = TestCluster::start(2, 2).await;
+    let mut client = ReplicaClient::connect(format!("http://{}", cluster.address(0)))
+        .await
+        .unwrap();
+    // A segment the node's ring does not have: the ring views differ.
+    let ends = cluster.node(0).core().store.index().with(|t| t.segment_ends().to_vec());
+    let unknown = (1..u64::MAX).find(|p| !ends.contains(p)).unwrap();
+    let status = client
+        .segment_leaves(proto::SegmentLeavesRequest { segment_end: unknown })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    let status = client
+        .leaf_digests(proto::LeafDigestsRequest {
+            segment_end: ends[0],
+            leaf: 64,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let status = client
+        .purge(proto::PurgeRequest {
+            key: Bytes::from("k"),
+            expected_state: Bytes::from("garbage"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let status = client
+        .merge(proto::ReplicaMergeRequest {
+            key: Bytes::from("k"),
+            state: Bytes::from("garbage"),
+            hint_for: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // Roots of known segments come back one per segment.
+    let roots = client
+        .segment_roots(proto::SegmentRootsRequest {
+            segment_ends: ends.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(roots.into_inner().roots.len(), ends.len());
+    cluster.shutdown().await;
+}

@@ -77,3 +77,8 @@ pub use read::{LastWriterWins, ReadResult, SiblingResolver, SiblingValue};
 pub mod proto {
     tonic::include_proto!("ringkv.v1");
 }
+
+/// The README's Rust example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

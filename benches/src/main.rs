@@ -1,4 +1,10 @@
-//! `ringkv-bench`: measures put and get latency against a ringkv cluster.
+//! `ringkv-bench`: the command line of the load generator and the latency loop.
+//!
+//! `ringkv-bench run --workload a --target all` loads records into ringkv, redis-server
+//! and etcd in turn (peers that are not installed are skipped with a message), runs a
+//! YCSB-style closed loop against each and prints a table with ringkv's ratios against each
+//! peer; `--json FILE` writes the same as JSON. The logic lives in the library
+//! (`ringkv_bench::run`); this file parses flags and prints.
 //!
 //! `ringkv-bench latency --nodes 3 --ops 10000` starts a local cluster in this process
 //! (RocksDB in a temporary directory), runs a closed loop of puts then gets of 100-byte
@@ -10,9 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
+use ringkv_bench::target::start_ringkv_cluster;
+use ringkv_bench::{Distribution, Limit, RunConfig, TargetKind, Workload};
 use ringkv_client::{Client, Context};
-use ringkv_node::{NodeConfig, RunningNode, Seed};
-use ringkv_ring::NodeId;
+use ringkv_storage::Durability;
 
 #[derive(Debug, Parser)]
 #[command(name = "ringkv-bench", about = "Latency and throughput measurements for ringkv")]
@@ -23,6 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// YCSB-style load against ringkv and its peers; prints a table, optionally JSON.
+    Run(RunArgs),
     /// Sequential puts then gets; prints latency percentiles.
     Latency {
         /// Operations of each kind.
@@ -43,37 +52,91 @@ enum Command {
     },
 }
 
-struct Cluster {
-    nodes: Vec<RunningNode>,
-    _dir: tempfile::TempDir,
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Operation mix: a (50% read, 50% update), b (95/5), c (100% read), write (100% update).
+    #[arg(long, value_enum, default_value = "a")]
+    workload: Workload,
+    /// Key choice: uniform, or YCSB's scrambled zipfian (constant 0.99).
+    #[arg(long, value_enum, default_value = "zipfian")]
+    distribution: Distribution,
+    /// Records loaded before measuring.
+    #[arg(long, default_value_t = 10_000)]
+    records: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    value_bytes: usize,
+    /// Client tasks, each with its own connection.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Length of the measured phase (e.g. 10s, 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s", conflicts_with = "ops")]
+    duration: Duration,
+    /// Measure this many operations instead of a duration.
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Unrecorded load before measuring.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    warmup: Duration,
+    /// System(s) to measure; all = ringkv, redis, etcd one after the other.
+    #[arg(long, value_enum, default_value = "ringkv")]
+    target: TargetChoice,
+    /// ringkv nodes (N = min(3, nodes), R = W = N/2+1) and etcd members; redis is always one.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    nodes: u8,
+    /// Fsync every acknowledged write on every target (equal durability).
+    #[arg(long)]
+    fsync: bool,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Seed of the key and operation choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Directory in which the temporary data directories are created.
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    data_root: std::path::PathBuf,
 }
 
-async fn start_cluster(count: usize) -> anyhow::Result<Cluster> {
-    let dir = tempfile::tempdir()?;
-    let mut listeners = Vec::new();
-    let mut seeds = Vec::new();
-    for i in 0..count {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        seeds.push(Seed {
-            id: NodeId::try_from(format!("n{}", i + 1).as_str())?,
-            address: listener.local_addr()?,
-        });
-        listeners.push(listener);
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TargetChoice {
+    Ringkv,
+    Redis,
+    Etcd,
+    All,
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let targets = match args.target {
+        TargetChoice::Ringkv => vec![TargetKind::Ringkv],
+        TargetChoice::Redis => vec![TargetKind::Redis],
+        TargetChoice::Etcd => vec![TargetKind::Etcd],
+        TargetChoice::All => vec![TargetKind::Ringkv, TargetKind::Redis, TargetKind::Etcd],
+    };
+    let config = RunConfig {
+        workload: args.workload,
+        distribution: args.distribution,
+        records: args.records,
+        value_bytes: args.value_bytes,
+        concurrency: args.concurrency,
+        limit: match args.ops {
+            Some(ops) => Limit::Ops(ops),
+            None => Limit::Duration(args.duration),
+        },
+        warmup: args.warmup,
+        targets,
+        nodes: usize::from(args.nodes),
+        fsync: args.fsync,
+        seed: args.seed,
+        data_root: args.data_root,
+    };
+    let report = ringkv_bench::run(&config).await?;
+    print!("{}", report.table());
+    if let Some(path) = args.json {
+        std::fs::write(&path, report.to_json()?).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
     }
-    let mut nodes = Vec::new();
-    for (seed, listener) in seeds.iter().zip(listeners) {
-        let mut config = NodeConfig::local(seed.id.clone(), seed.address, dir.path().join(seed.id.as_str()));
-        config.seeds = seeds.clone();
-        config.replicas = 3.min(count as u8);
-        config.read_quorum = config.replicas / 2 + 1;
-        config.write_quorum = config.replicas / 2 + 1;
-        let options = ringkv_node::StartOptions {
-            listener: Some(listener),
-            ..Default::default()
-        };
-        nodes.push(RunningNode::start_with(config, options).await?);
-    }
-    Ok(Cluster { nodes, _dir: dir })
+    Ok(())
 }
 
 fn report(name: &str, histogram: &Histogram<u64>, elapsed: Duration) {
@@ -92,8 +155,10 @@ fn report(name: &str, histogram: &Histogram<u64>, elapsed: Duration) {
 async fn latency(ops: u64, keys: u64, value_bytes: usize, nodes: usize, endpoints: Vec<String>) -> anyhow::Result<()> {
     anyhow::ensure!(ops > 0 && keys > 0, "--ops and --keys must be positive");
     let (cluster, endpoints) = if endpoints.is_empty() {
-        let cluster = start_cluster(nodes).await.context("starting the local cluster")?;
-        let endpoints = cluster.nodes.iter().map(|n| n.address().to_string()).collect();
+        let cluster = start_ringkv_cluster(nodes, Durability::Buffered, &std::env::temp_dir())
+            .await
+            .context("starting the local cluster")?;
+        let endpoints = cluster.0.iter().map(|n| n.address().to_string()).collect();
         (Some(cluster), endpoints)
     } else {
         (None, endpoints)
@@ -140,8 +205,8 @@ async fn latency(ops: u64, keys: u64, value_bytes: usize, nodes: usize, endpoint
         );
     }
     report("get", &gets, started.elapsed());
-    if let Some(cluster) = cluster {
-        for node in cluster.nodes {
+    if let Some((nodes, _dir)) = cluster {
+        for node in nodes {
             node.shutdown().await;
         }
     }
@@ -150,13 +215,22 @@ async fn latency(ops: u64, keys: u64, value_bytes: usize, nodes: usize, endpoint
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Latency {
-            ops,
-            keys,
-            value_bytes,
-            nodes,
-            endpoints,
-        } => latency(ops, keys, value_bytes, nodes, endpoints).await,
+    let work = async {
+        match Cli::parse().command {
+            Command::Run(args) => run(args).await,
+            Command::Latency {
+                ops,
+                keys,
+                value_bytes,
+                nodes,
+                endpoints,
+            } => latency(ops, keys, value_bytes, nodes, endpoints).await,
+        }
+    };
+    // On Ctrl-C the work future is dropped, and with it the peers' process guards, which
+    // kill the peers: nothing started here outlives the command.
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
     }
 }

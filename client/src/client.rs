@@ -249,6 +249,45 @@ impl Client {
         .await
     }
 
+    /// Asks the node this client talks to to leave the cluster: it hands its data to the
+    /// new owners and then stops. Returns the id of the leaving node.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidConfig`] unless the client has exactly one endpoint (a
+    /// failover must never make another node leave); `FAILED_PRECONDITION` as
+    /// [`ClientError::Rpc`] when the node runs with a static member list.
+    pub async fn leave(&self) -> Result<String, ClientError> {
+        if self.inner.nodes.len() != 1 {
+            return Err(ClientError::InvalidConfig(
+                "leave needs a client with exactly one endpoint: the node that should leave".to_owned(),
+            ));
+        }
+        let response = self
+            .call(None, proto::LeaveRequest {}, |mut kv, request| async move {
+                kv.leave(request).await
+            })
+            .await?;
+        Ok(response.node_id)
+    }
+
+    /// Removes a dead member from the ring; the survivors re-replicate its data.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` or `FAILED_PRECONDITION` as [`ClientError::Rpc`] when the node is not a
+    /// member or is still alive.
+    pub async fn remove_node(&self, node_id: &str) -> Result<(), ClientError> {
+        let request = proto::RemoveNodeRequest {
+            node_id: node_id.to_owned(),
+        };
+        self.call(
+            None,
+            request,
+            |mut kv, request| async move { kv.remove_node(request).await },
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Sends `request` with failover: see the module documentation.
     async fn call<Req, Resp, F, Fut>(
         &self,

@@ -531,3 +531,22 @@ async fn clones_share_channels_and_run_concurrently() {
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(node.state.calls(), 32);
 }
+
+#[tokio::test]
+async fn leave_needs_exactly_one_endpoint_and_remove_passes_errors_through() {
+    let node = FakeNode::start().await;
+    let one = client(&[&node.endpoint], 0, Duration::from_secs(1));
+    assert_eq!(one.leave().await.expect("leave"), "fake");
+    let second = FakeNode::start().await;
+    let two = client(&[&node.endpoint, &second.endpoint], 0, Duration::from_secs(1));
+    assert!(matches!(two.leave().await, Err(ClientError::InvalidConfig(_))));
+    assert_eq!(second.state.calls(), 0, "a refused leave sends nothing");
+    one.remove_node("n9").await.expect("remove");
+    match one.remove_node("unknown").await {
+        Err(ClientError::Rpc { code, message }) => {
+            assert_eq!(code, tonic::Code::NotFound);
+            assert!(message.contains("not a member"), "{message}");
+        }
+        other => panic!("expected not found, got {other:?}"),
+    }
+}

@@ -81,11 +81,18 @@ pub struct GossipConfig {
     /// with a rejection and its state is never merged. 1..=
     /// [`CLUSTER_NAME_BYTES_MAX`] bytes of `[A-Za-z0-9._-]`.
     pub cluster_name: String,
-    /// This incarnation of the node. It must grow every time the node
-    /// starts (the start time in milliseconds since the Unix epoch is the
-    /// usual choice): peers treat a higher generation as a restart and replace
-    /// the older one, while a restart that reuses a generation would have its
-    /// fresh values ignored as older than what peers already hold.
+    /// This incarnation of the node: it must be new every time the node
+    /// starts, and should grow (the start time in milliseconds since the Unix
+    /// epoch is the usual choice). Peers track each (node id, generation,
+    /// gossip address) separately: a restart under a new generation is seen
+    /// alive within a few gossip rounds and replaces the old incarnation in
+    /// the view, while the old one is declared dead and later forgotten.
+    ///
+    /// A restart that reuses the generation on the same gossip address is
+    /// taken for the previous run: peers keep its old values until this node
+    /// notices and republishes its own (it logs a warning), and see it dead
+    /// until its heartbeat counter passes the old run's, which takes about as
+    /// long as the old run lasted.
     pub generation: u64,
     /// Where this node receives gossip (UDP), and the address it tells peers
     /// to use, so it must be reachable from them: not a wildcard address and

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
-use crate::member::{DecodeError, KEY_STATUS};
+use crate::member::{DecodeError, KEY_REMOVED, KEY_STATUS};
 use crate::view::{self, Incarnation};
 use crate::{GossipConfig, GossipError, MemberInfo, MemberStatus, MemberView};
 
@@ -107,9 +107,15 @@ impl Gossip {
             })?;
         let chitchat = handle.chitchat();
         let live_nodes = chitchat.lock().await.live_nodes_watcher();
-        let mut refresher = Refresher::new(chitchat.clone(), self_id.clone());
-        let (members_tx, members) = watch::channel(refresher.read_view().await);
-        refresher.members_tx = Some(members_tx);
+        let (members_tx, members) = watch::channel(MemberView::default());
+        let mut refresher = Refresher {
+            chitchat: chitchat.clone(),
+            self_id: self_id.clone(),
+            published: me,
+            decoded: HashMap::new(),
+            members_tx,
+        };
+        refresher.refresh().await;
         let refresher = Arc::new(Mutex::new(refresher));
         let refresh_task = tokio::spawn(refresh_loop(
             refresher.clone(),
@@ -130,12 +136,40 @@ impl Gossip {
     /// Publishes a new status for this node. Peers learn it within a few
     /// gossip rounds; this node's own view has it when this returns.
     pub async fn set_status(&self, status: MemberStatus) {
+        let mut refresher = self.refresher.lock().await;
+        refresher.published.status = status;
         self.chitchat
             .lock()
             .await
             .self_node_state()
             .set(KEY_STATUS, status.as_str());
+        refresher.refresh().await;
+    }
+
+    /// Announces node ids this node removed from the cluster (the whole list each time;
+    /// it travels as one gossip value). Every node unions the lists it sees into
+    /// [`MemberView::removed`].
+    pub async fn set_removed(&self, removed: Vec<String>) {
+        self.chitchat
+            .lock()
+            .await
+            .self_node_state()
+            .set(KEY_REMOVED, removed.join(","));
         self.refresher.lock().await.refresh().await;
+    }
+
+    /// Stops gossiping through a shared reference: this node stops answering and
+    /// sending, so peers soon declare it dead. Idempotent; [`Gossip::shutdown`] is the
+    /// owning equivalent.
+    pub async fn stop(&self) {
+        if let Some(task) = &self.refresh_task {
+            task.abort();
+        }
+        self.refresher.lock().await.mark_peers_unknown();
+        if let Some(handle) = &self.handle {
+            // An error means the server already stopped: nothing left to do.
+            let _ = handle.initiate_shutdown();
+        }
     }
 
     /// Follows the members this node knows (see [`MemberView`]). The
@@ -177,6 +211,12 @@ impl Gossip {
         self.chitchat.clone()
     }
 }
+
+// The node crate shares one `Gossip` between tasks.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Gossip>();
+};
 
 impl Drop for Gossip {
     fn drop(&mut self) {
@@ -255,28 +295,19 @@ struct Decoded {
 struct Refresher {
     chitchat: Arc<Mutex<Chitchat>>,
     self_id: ChitchatId,
+    /// What this node publishes; its own entry in every view.
+    published: MemberInfo,
     /// One entry per incarnation chitchat holds; pruned on every refresh, so
     /// it is bounded by chitchat's own state.
     decoded: HashMap<ChitchatId, Decoded>,
-    /// `None` only while `start` builds the first view.
-    members_tx: Option<watch::Sender<MemberView>>,
+    members_tx: watch::Sender<MemberView>,
 }
 
 impl Refresher {
-    fn new(chitchat: Arc<Mutex<Chitchat>>, self_id: ChitchatId) -> Refresher {
-        Refresher {
-            chitchat,
-            self_id,
-            decoded: HashMap::new(),
-            members_tx: None,
-        }
-    }
-
     /// Rebuilds the view and publishes it if it changed.
     async fn refresh(&mut self) {
         let view = self.read_view().await;
-        let members_tx = self.members_tx.as_ref().expect("set by start");
-        members_tx.send_if_modified(|current| {
+        self.members_tx.send_if_modified(|current| {
             if *current == view {
                 return false;
             }
@@ -286,11 +317,20 @@ impl Refresher {
     }
 
     async fn read_view(&mut self) -> MemberView {
-        let chitchat = self.chitchat.lock().await;
+        let mut chitchat = self.chitchat.lock().await;
+        let mut self_overwritten = false;
         let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
         let mut previous = std::mem::take(&mut self.decoded);
         let mut incarnations = Vec::with_capacity(chitchat.node_states().len());
+        let mut removed = std::collections::BTreeSet::new();
         for (id, state) in chitchat.node_states() {
+            if let Some(list) = state.get(KEY_REMOVED) {
+                removed.extend(
+                    list.split(',')
+                        .filter(|id| !id.is_empty() && id.len() <= 64)
+                        .map(str::to_owned),
+                );
+            }
             let max_version = state.max_version();
             let mut decoded = match previous.remove(id) {
                 Some(decoded) if decoded.max_version == max_version => decoded,
@@ -300,6 +340,17 @@ impl Refresher {
                     logged: stale.and_then(|stale| stale.logged),
                 },
             };
+            if *id == self.self_id {
+                self_overwritten = decoded.info.as_ref() != Ok(&self.published);
+                incarnations.push(Incarnation {
+                    info: self.published.clone(),
+                    gossip_addr: id.gossip_advertise_addr,
+                    alive: true,
+                    is_self: true,
+                });
+                self.decoded.insert(id.clone(), decoded);
+                continue;
+            }
             match &decoded.info {
                 Ok(info) => {
                     decoded.logged = None;
@@ -307,7 +358,7 @@ impl Refresher {
                         info: info.clone(),
                         gossip_addr: id.gossip_advertise_addr,
                         alive: live.contains(id),
-                        is_self: *id == self.self_id,
+                        is_self: false,
                     });
                 }
                 // A peer known only from a digest has sent no values yet.
@@ -320,8 +371,30 @@ impl Refresher {
             }
             self.decoded.insert(id.clone(), decoded);
         }
+        if self_overwritten {
+            // chitchat merges what peers still hold about our exact id (same
+            // node id, generation and address) into our own state, so a restart
+            // that reuses a generation gets the previous run's values back.
+            // Peers may also hold the previous run's value for a key at the
+            // same version as ours: every key needs a newer version, even one
+            // whose local value is right, and `set` skips an unchanged value.
+            // Deleting first forces the bump; peers never see the tombstone,
+            // because a state ships only the latest value of a key and we hold
+            // the lock.
+            warn!(
+                node = ?self.self_id,
+                "a previous run with this generation overwrote our gossip values; \
+                 republishing them (the generation must be new on every start)"
+            );
+            let state = chitchat.self_node_state();
+            for (key, value) in self.published.to_key_values() {
+                state.delete(&key);
+                state.set(key, value);
+            }
+        }
         drop(chitchat);
-        let view = view::build(incarnations);
+        let mut view = view::build(incarnations);
+        view.removed = removed;
         debug_assert!(view.members.contains_key(&*self.self_id.node_id));
         view
     }
@@ -329,15 +402,131 @@ impl Refresher {
     /// With chitchat's task gone nobody updates liveness: say so rather than
     /// keep reporting peers alive from old news.
     fn mark_peers_unknown(&mut self) {
-        let self_id = self.self_id.node_id.clone();
-        if let Some(members_tx) = &self.members_tx {
-            members_tx.send_modify(|view| {
-                for (node_id, entry) in view.members.iter_mut() {
-                    if **node_id != *self_id {
-                        entry.alive = false;
-                    }
+        let self_id = &*self.self_id.node_id;
+        self.members_tx.send_modify(|view| {
+            for (node_id, entry) in view.members.iter_mut() {
+                if node_id != self_id {
+                    entry.alive = false;
                 }
-            });
+            }
+        });
+    }
+}
+
+/// Checks chitchat's own state, which the public API hides, for the two
+/// chitchat bug reports that concern us: after a restart under a higher
+/// generation the old incarnation must be declared dead and garbage-collected
+/// (quickwit-oss/chitchat#94), and once collected no peer may gossip it back
+/// (quickwit-oss/chitchat#155, #161).
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_millis(200);
+    const GRACE: Duration = Duration::from_secs(2);
+
+    fn info(node_id: &str, generation: u64, port: u16) -> MemberInfo {
+        MemberInfo {
+            node_id: node_id.to_string(),
+            generation,
+            client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            replica_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+            vnodes: 8,
+            zone: None,
+            status: MemberStatus::Up,
+        }
+    }
+
+    async fn start(me: MemberInfo, addr: SocketAddr, seeds: &[SocketAddr]) -> Gossip {
+        let mut config = GossipConfig::new(&me.node_id, "incarnations", me.generation, addr);
+        config.seeds = seeds.iter().map(SocketAddr::to_string).collect();
+        config.gossip_interval = INTERVAL;
+        config.dead_node_grace_period = GRACE;
+        Gossip::start(config, me).await.expect("start")
+    }
+
+    fn free_addr() -> SocketAddr {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.local_addr().expect("local addr")
+    }
+
+    /// The generations of `node_id` in `gossip`'s chitchat state, with
+    /// whether chitchat believes each is alive.
+    async fn incarnations(gossip: &Gossip, node_id: &str) -> Vec<(u64, bool)> {
+        let chitchat = gossip.chitchat();
+        let chitchat = chitchat.lock().await;
+        let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+        chitchat
+            .node_states()
+            .keys()
+            .filter(|id| &*id.node_id == node_id)
+            .map(|id| (id.generation_id, live.contains(id)))
+            .collect()
+    }
+
+    /// Waits until `node_id`'s incarnations in `gossip`'s state satisfy
+    /// `done`; returns how long that took.
+    async fn wait_for_incarnations(
+        gossip: &Gossip,
+        node_id: &str,
+        what: &str,
+        done: impl Fn(&[(u64, bool)]) -> bool,
+    ) -> Duration {
+        let start = tokio::time::Instant::now();
+        let deadline = start + GRACE * 5;
+        let mut got = incarnations(gossip, node_id).await;
+        while !done(&got) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{node_id} incarnations are {got:?}, waiting for {what}"
+            );
+            tokio::time::sleep(INTERVAL / 4).await;
+            got = incarnations(gossip, node_id).await;
+        }
+        start.elapsed()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn old_incarnation_is_collected_and_never_comes_back() {
+        let addrs = [free_addr(), free_addr(), free_addr()];
+        let n0 = start(info("n0", 1, 10_000), addrs[0], &[]).await;
+        let n1 = start(info("n1", 1, 10_010), addrs[1], &[addrs[0]]).await;
+        let n2 = start(info("n2", 1, 10_020), addrs[2], &[addrs[0]]).await;
+        for node in [&n0, &n1] {
+            wait_for_incarnations(node, "n2", "generation 1 alive", |got| got == [(1, true)]).await;
+        }
+        n2.shutdown().await.expect("shutdown");
+        let n2 = start(info("n2", 2, 10_020), addrs[2], &[addrs[0]]).await;
+        // chitchat does not replace an incarnation: both observers hold the
+        // old generation next to the live new one for a while...
+        for node in [&n0, &n1] {
+            wait_for_incarnations(node, "n2", "both generations", |got| {
+                got.contains(&(2, true)) && got.iter().any(|&(generation, _)| generation == 1)
+            })
+            .await;
+        }
+        // ...then declare it dead and drop it once the grace period is over.
+        for node in [&n0, &n1] {
+            let took = wait_for_incarnations(node, "n2", "generation 1 collected", |got| got == [(2, true)]).await;
+            println!("old incarnation collected {took:?} after the new one was seen");
+        }
+        // The restarted node itself may learn of its dead predecessor from
+        // peers, but must forget it as well.
+        wait_for_incarnations(&n2, "n2", "only generation 2", |got| got == [(2, true)]).await;
+        // Well past the point where every node has collected generation 1, it
+        // must not be gossiped back into anyone's state.
+        let end = tokio::time::Instant::now() + INTERVAL * 10;
+        while tokio::time::Instant::now() < end {
+            for node in [&n0, &n1, &n2] {
+                assert_eq!(incarnations(node, "n2").await, [(2, true)]);
+            }
+            tokio::time::sleep(INTERVAL / 2).await;
+        }
+        for node in [n0, n1, n2] {
+            node.shutdown().await.expect("shutdown");
         }
     }
 }

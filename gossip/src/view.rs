@@ -36,6 +36,10 @@ pub struct MemberView {
     /// peers declare its previous incarnation dead (a few seconds); a restart
     /// on the same address never does.
     pub conflicts: Vec<String>,
+    /// Node ids some member announced as removed from the cluster (see
+    /// [`Gossip::set_removed`](crate::Gossip::set_removed)); the union over every
+    /// member's announcement, so it only grows.
+    pub removed: BTreeSet<String>,
 }
 
 /// One member as this node sees it.

@@ -143,13 +143,17 @@ async fn duplicate_node_id_is_reported() {
     let (observer, observer_addr) = start(cluster, info("n0", 1, 0), &[], |_| {}).await;
     let (first, _) = start(cluster, original.clone(), &[observer_addr], |_| {}).await;
     let (second, _) = start(cluster, twin.clone(), &[observer_addr], |_| {}).await;
+    let twin_started = Instant::now();
     for node in [&observer, &first, &second] {
-        let took = wait_for(&mut node.members(), Duration::from_secs(10), "conflict on n1", |view| {
+        wait_for(&mut node.members(), Duration::from_secs(10), "conflict on n1", |view| {
             view.conflicts == ["n1"]
         })
         .await;
-        println!("duplicate id reported after {took:?}");
     }
+    println!(
+        "duplicate id reported by all 3 nodes after {:?}",
+        twin_started.elapsed()
+    );
     // Each twin keeps describing itself; a third node shows one of them.
     assert_eq!(first.members().borrow().members["n1"].info, original);
     assert_eq!(second.members().borrow().members["n1"].info, twin);
@@ -165,6 +169,30 @@ async fn duplicate_node_id_is_reported() {
     )
     .await;
     shutdown_all(vec![observer, first]).await;
+}
+
+/// Removal announcements travel as one value per announcer; every node sees
+/// the union.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_announcements_are_unioned() {
+    init_tracing();
+    let cluster = "removed";
+    let (n0, n0_addr) = start(cluster, info("n0", 1, 0), &[], |_| {}).await;
+    let (n1, _) = start(cluster, info("n1", 1, 1), &[n0_addr], |_| {}).await;
+    n0.set_removed(vec!["old-a".to_string()]).await;
+    n1.set_removed(vec!["old-b".to_string(), "old-c".to_string()]).await;
+    for node in [&n0, &n1] {
+        wait_for(
+            &mut node.members(),
+            Duration::from_secs(10),
+            "union of removals",
+            |view| view.removed.iter().map(String::as_str).eq(["old-a", "old-b", "old-c"]),
+        )
+        .await;
+    }
+    // Removal is an announcement, not liveness: both members are still there.
+    assert_eq!(n0.members().borrow().members.len(), 2);
+    shutdown_all(vec![n0, n1]).await;
 }
 
 async fn shutdown_all(nodes: Vec<Gossip>) {

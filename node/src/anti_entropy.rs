@@ -282,22 +282,26 @@ async fn repair_key(core: &NodeCore, peer: &mut Peer<'_>, key: Key) -> Result<bo
 }
 
 /// Exchanges with one live peer per interval, round-robin.
-pub async fn anti_entropy_loop(core: Arc<NodeCore>, peers: Vec<NodeId>, shutdown: watch::Receiver<bool>) {
-    if peers.is_empty() {
-        return;
-    }
+pub async fn anti_entropy_loop(core: Arc<NodeCore>, shutdown: watch::Receiver<bool>) {
     let mut rounds = Rounds::new(core.config.anti_entropy_interval, shutdown);
     let mut next = 0usize;
     while rounds.next().await {
+        let ring = core.membership.ring();
+        let peers: Vec<&NodeId> = ring
+            .members()
+            .iter()
+            .map(|m| &m.id)
+            .filter(|id| *id != core.me())
+            .collect();
         // The next live peer after the last one; at most one exchange per round.
         let Some(index) = (0..peers.len())
             .map(|offset| (next + offset) % peers.len())
-            .find(|i| core.membership.is_alive(&peers[*i]))
+            .find(|i| core.membership.is_alive(peers[*i]))
         else {
             continue;
         };
         next = index + 1;
-        let peer = &peers[index];
+        let peer = peers[index];
         match exchange(&core, peer).await {
             Ok(stats) if stats.keys_repaired > 0 => tracing::info!(%peer, ?stats, "anti-entropy repaired keys"),
             Ok(_) => {}

@@ -150,3 +150,61 @@ pub async fn handoff_round(core: &NodeCore) -> Result<u64, String> {
     }
     Ok(delivered)
 }
+
+/// Hands keys this node no longer replicates to their owners, then drops them; once a
+/// leaving node holds nothing, marks it as left.
+pub async fn ownership_loop(core: Arc<NodeCore>, shutdown: watch::Receiver<bool>) {
+    let mut rounds = Rounds::new(core.config.handoff_interval, shutdown);
+    let mut cursor = None;
+    let mut foreign_this_pass = 0u64;
+    while rounds.next().await {
+        match crate::transfer::handoff_foreign_round(&core, &mut cursor).await {
+            Ok(stats) => {
+                foreign_this_pass += stats.foreign as u64;
+                if cursor.is_none() {
+                    // A full pass over the store ended: publish what is still to move.
+                    core.metrics.transfers_pending.set(foreign_this_pass as i64);
+                    foreign_this_pass = 0;
+                }
+                if core.membership.local_state() == crate::membership::LocalState::Leaving
+                    && stats.examined == 0
+                    && matches!(core.store.scan(0, ringkv_ring::Position::MAX, None, 1).await, Ok(page) if page.is_empty())
+                {
+                    if !*core.left.borrow() {
+                        tracing::info!(node = %core.me(), "left the cluster: all data handed over");
+                    }
+                    core.left.send_replace(true);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ownership hand-off round failed"),
+        }
+    }
+}
+
+/// Rebuilds the anti-entropy hash trees whenever the ring changes (their segments are
+/// the ring's).
+pub async fn ring_watch_loop(core: Arc<NodeCore>, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = core.membership.ring_changes();
+    let mut current = core.membership.ring();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let ring = changes.borrow_and_update().clone();
+        if ring.tokens().map(|(p, _)| p).eq(current.tokens().map(|(p, _)| p)) {
+            current = ring;
+            continue;
+        }
+        current = Arc::clone(&ring);
+        let (index, engine) = (Arc::clone(core.store.index()), Arc::clone(core.store.engine()));
+        match tokio::task::spawn_blocking(move || index.rebuild_for_ring(engine.as_ref(), &ring)).await {
+            Ok(Ok((keys, took))) => {
+                core.metrics.anti_entropy_rebuild_seconds.set(took.as_secs_f64());
+                tracing::info!(node = %core.me(), keys, seconds = took.as_secs_f64(), "hash trees rebuilt for a new ring");
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "hash tree rebuild failed"),
+            Err(e) => tracing::error!(error = %e, "hash tree rebuild task failed"),
+        }
+    }
+}

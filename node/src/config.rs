@@ -104,8 +104,16 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Storage engine.
     pub engine: EngineKind,
-    /// Static cluster members (this node may be listed too).
+    /// Static cluster members (this node may be listed too). Empty with gossip.
     pub seeds: Vec<Seed>,
+    /// gRPC addresses (`host:port`) of running members to join through, with gossip.
+    pub join: Vec<String>,
+    /// UDP address to gossip on; `Some` selects gossip membership.
+    pub gossip_listen: Option<SocketAddr>,
+    /// Time between gossip rounds.
+    pub gossip_interval: Duration,
+    /// How long a joining node tries to reach its seeds.
+    pub join_timeout: Duration,
     /// Virtual nodes this node places on the ring (its weight).
     pub vnodes: u16,
     /// Zone, for zone-aware placement.
@@ -148,6 +156,7 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     pub engine: Option<EngineKind>,
     pub seeds: Option<Vec<String>>,
+    pub gossip_listen: Option<SocketAddr>,
     pub vnodes: Option<u16>,
     pub zone: Option<String>,
     pub replicas: Option<u8>,
@@ -193,6 +202,8 @@ impl ConfigFile {
 
 /// Default gRPC port of the first node; `ringkv dev` counts up from it.
 pub const CLIENT_PORT_DEFAULT: u16 = 7101;
+/// A node's default gossip port is its gRPC port plus this.
+pub const GOSSIP_PORT_OFFSET: u16 = 200;
 /// Default admin port of the first node.
 pub const ADMIN_PORT_DEFAULT: u16 = 7201;
 /// Longest request timeout a client may ask for.
@@ -210,6 +221,10 @@ impl NodeConfig {
             data_dir,
             engine: EngineKind::Rocksdb,
             seeds: Vec::new(),
+            join: Vec::new(),
+            gossip_listen: None,
+            gossip_interval: Duration::from_millis(200),
+            join_timeout: Duration::from_secs(10),
             vnodes: VNODES_DEFAULT,
             zone: None,
             replicas: 3,
@@ -272,6 +287,18 @@ impl NodeConfig {
             if value.is_zero() {
                 return invalid(field, "must be greater than zero".to_owned());
             }
+        }
+        if self.gossip_listen.is_some() && !self.seeds.is_empty() {
+            return invalid(
+                "seeds",
+                "give either static members (ID@HOST:PORT) or members to join (HOST:PORT), not both".to_owned(),
+            );
+        }
+        if !self.join.is_empty() && self.gossip_listen.is_none() {
+            return invalid(
+                "gossip_listen",
+                "joining through seeds needs a gossip address".to_owned(),
+            );
         }
         let mut ids: Vec<&NodeId> = self.seeds.iter().map(|s| &s.id).collect();
         ids.sort();

@@ -226,6 +226,9 @@ impl Coordinator {
 
     async fn read_replica(&self, node: &NodeId, key: &Key, deadline: Instant) -> Result<KeyState, String> {
         if node == self.core.me() {
+            if self.core.membership.local_state() == crate::membership::LocalState::Joining {
+                return Err("joining: ranges still being transferred".to_owned());
+            }
             return self
                 .core
                 .store

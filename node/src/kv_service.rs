@@ -216,6 +216,38 @@ impl Kv for KvService {
             .map_err(|e| status(&e))
     }
 
+    async fn leave(&self, _request: Request<proto::LeaveRequest>) -> Result<Response<proto::LeaveResponse>, Status> {
+        let core = self.coordinator.core();
+        if core.membership.gossip_address().is_none() {
+            return Err(Status::failed_precondition(
+                crate::membership::MembershipError::Static.to_string(),
+            ));
+        }
+        tracing::info!(node = %core.me(), "leaving: handing data to the new owners");
+        core.membership.set_local_state(crate::membership::LocalState::Leaving);
+        Ok(Response::new(proto::LeaveResponse {
+            node_id: core.me().to_string(),
+        }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<proto::RemoveNodeRequest>,
+    ) -> Result<Response<proto::RemoveNodeResponse>, Status> {
+        let id = request.into_inner().node_id;
+        let id = ringkv_ring::NodeId::try_from(id.as_str()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match self.coordinator.core().membership.remove(&id) {
+            Ok(()) => {
+                tracing::info!(node = %id, "removed from the ring; survivors re-replicate its data");
+                Ok(Response::new(proto::RemoveNodeResponse {}))
+            }
+            Err(crate::membership::MembershipError::UnknownNode(id)) => {
+                Err(Status::not_found(format!("{id} is not a member of the cluster")))
+            }
+            Err(e) => Err(Status::failed_precondition(e.to_string())),
+        }
+    }
+
     async fn status(&self, _request: Request<proto::StatusRequest>) -> Result<Response<proto::StatusResponse>, Status> {
         let core = self.coordinator.core();
         let ring = core.membership.ring();
@@ -227,23 +259,25 @@ impl Kv for KvService {
             .map_err(|e| Status::internal(e.to_string()))?
             .into_iter()
             .collect();
-        let members = ring
+        let transfers_pending = core.metrics.transfers_pending.get().max(0) as u64;
+        let members = core
+            .membership
             .members()
-            .iter()
-            .map(|m| proto::MemberStatus {
-                id: m.id.to_string(),
-                address: core
-                    .membership
-                    .address(&m.id)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-                vnodes: u32::from(m.vnodes),
-                zone: m.zone.clone().unwrap_or_default(),
-                state: "up".to_owned(),
-                alive: core.membership.is_alive(&m.id),
-                generation: 0,
-                ownership_share: shares.get(&m.id).copied().unwrap_or(0.0),
-                hints_pending: hints.get(&m.id).copied().unwrap_or(0),
+            .into_iter()
+            .map(|m| {
+                let placed = ring.member(&m.id);
+                proto::MemberStatus {
+                    id: m.id.to_string(),
+                    address: m.address.map(|a| a.to_string()).unwrap_or_default(),
+                    vnodes: placed.map_or(0, |p| u32::from(p.vnodes)),
+                    zone: placed.and_then(|p| p.zone.clone()).unwrap_or_default(),
+                    state: m.state,
+                    alive: m.alive,
+                    generation: m.generation,
+                    ownership_share: shares.get(&m.id).copied().unwrap_or(0.0),
+                    hints_pending: hints.get(&m.id).copied().unwrap_or(0),
+                    transfers_pending: if m.id == *core.me() { transfers_pending } else { 0 },
+                }
             })
             .collect();
         Ok(Response::new(proto::StatusResponse {

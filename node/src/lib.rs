@@ -14,6 +14,8 @@ pub mod background;
 pub mod clock;
 pub mod config;
 pub mod coordinator;
+pub mod gossip_membership;
+pub mod join;
 pub mod kv_service;
 pub mod local_store;
 pub mod membership;
@@ -24,6 +26,7 @@ pub mod peers;
 pub mod replica_service;
 pub mod server;
 pub mod tombstone_gc;
+pub mod transfer;
 
 pub use config::{EngineKind, NodeConfig, Seed};
 pub use server::{RunningNode, StartError, StartOptions};

@@ -10,20 +10,90 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::watch;
+
 use ringkv_ring::{Member, NodeId, Ring, RingError};
 
 use crate::config::Seed;
+
+/// Where this node stands in the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalState {
+    /// In the ring, still pulling its ranges: takes writes, refuses reads.
+    Joining,
+    /// A full member.
+    Up,
+    /// Handing its data to the new owners before it stops.
+    Leaving,
+}
+
+impl LocalState {
+    /// Lowercase name, as shown by `ringkv status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalState::Joining => "joining",
+            LocalState::Up => "up",
+            LocalState::Leaving => "leaving",
+        }
+    }
+}
+
+/// One member as this node sees it, for `ringkv status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberSummary {
+    /// Node id.
+    pub id: NodeId,
+    /// gRPC address.
+    pub address: Option<SocketAddr>,
+    /// joining | up | leaving | removed
+    pub state: String,
+    /// Failure detector's verdict.
+    pub alive: bool,
+    /// Incarnation (gossip generation; 0 with static membership).
+    pub generation: u64,
+    /// Whether the member is in the ring.
+    pub in_ring: bool,
+}
+
+/// Why a membership change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The operation needs gossip membership.
+    #[error("this node runs with a static member list (--seeds ID@HOST:PORT): change the list instead")]
+    Static,
+    /// The node is not a member.
+    #[error("{0} is not a member of the cluster")]
+    UnknownNode(NodeId),
+    /// Removing a live node would lose its writes in flight.
+    #[error("{0} is alive: stop it first, or ask it to leave")]
+    StillAlive(NodeId),
+    /// A node cannot remove itself.
+    #[error("a node cannot remove itself: ask it to leave")]
+    RemoveSelf,
+}
 
 /// Placement and liveness as this node sees them.
 pub trait Membership: Send + Sync + 'static {
     /// The current ring.
     fn ring(&self) -> Arc<Ring>;
+    /// Notified with each new ring.
+    fn ring_changes(&self) -> watch::Receiver<Arc<Ring>>;
     /// gRPC address of a member.
     fn address(&self, node: &NodeId) -> Option<SocketAddr>;
     /// Whether the failure detector currently believes `node` is up.
     fn is_alive(&self, node: &NodeId) -> bool;
     /// Records the outcome of talking to `node` (a probe or any RPC).
     fn report(&self, node: &NodeId, reachable: bool);
+    /// Every known member, in id order.
+    fn members(&self) -> Vec<MemberSummary>;
+    /// This node's own state.
+    fn local_state(&self) -> LocalState;
+    /// Announces a new state for this node.
+    fn set_local_state(&self, state: LocalState);
+    /// Takes a dead member out of the ring.
+    fn remove(&self, node: &NodeId) -> Result<(), MembershipError>;
+    /// Where this node gossips, if it does.
+    fn gossip_address(&self) -> Option<SocketAddr>;
 }
 
 #[derive(Debug)]
@@ -40,6 +110,7 @@ pub const FAILURES_TO_SUSPECT: u32 = 2;
 pub struct StaticMembership {
     me: NodeId,
     ring: Arc<Ring>,
+    ring_changes: watch::Receiver<Arc<Ring>>,
     addresses: BTreeMap<NodeId, SocketAddr>,
     liveness: RwLock<BTreeMap<NodeId, Liveness>>,
 }
@@ -75,9 +146,12 @@ impl StaticMembership {
                 )
             })
             .collect();
+        // The ring never changes: the sender is dropped and receivers see only this value.
+        let (_, ring_changes) = watch::channel(Arc::clone(&ring));
         Ok(StaticMembership {
             me: me.clone(),
             ring,
+            ring_changes,
             addresses,
             liveness: RwLock::new(liveness),
         })
@@ -92,6 +166,38 @@ impl StaticMembership {
 impl Membership for StaticMembership {
     fn ring(&self) -> Arc<Ring> {
         Arc::clone(&self.ring)
+    }
+
+    fn ring_changes(&self) -> watch::Receiver<Arc<Ring>> {
+        self.ring_changes.clone()
+    }
+
+    fn members(&self) -> Vec<MemberSummary> {
+        self.addresses
+            .iter()
+            .map(|(id, address)| MemberSummary {
+                id: id.clone(),
+                address: Some(*address),
+                state: "up".to_owned(),
+                alive: self.is_alive(id),
+                generation: 0,
+                in_ring: true,
+            })
+            .collect()
+    }
+
+    fn local_state(&self) -> LocalState {
+        LocalState::Up
+    }
+
+    fn set_local_state(&self, _state: LocalState) {}
+
+    fn remove(&self, _node: &NodeId) -> Result<(), MembershipError> {
+        Err(MembershipError::Static)
+    }
+
+    fn gossip_address(&self) -> Option<SocketAddr> {
+        None
     }
 
     fn address(&self, node: &NodeId) -> Option<SocketAddr> {

@@ -47,11 +47,23 @@ impl MerkleIndex {
         read(&self.lock())
     }
 
-    /// Fills the trees from every state in the engine; returns how long it took.
+    /// Fills the trees from every state in the engine; returns the number of keys and
+    /// how long it took.
     pub fn rebuild(&self, engine: &dyn Engine) -> Result<(usize, Duration), EngineError> {
+        let ends = self.lock().segment_ends().to_vec();
+        self.rebuild_for(engine, ends)
+    }
+
+    /// Rebuilds the trees for the segments of a new ring. Writes wait meanwhile, so no
+    /// change is lost between the scan and the swap.
+    pub fn rebuild_for_ring(&self, engine: &dyn Engine, ring: &Ring) -> Result<(usize, Duration), EngineError> {
+        self.rebuild_for(engine, ring.tokens().map(|(position, _)| position).collect())
+    }
+
+    fn rebuild_for(&self, engine: &dyn Engine, ends: Vec<Position>) -> Result<(usize, Duration), EngineError> {
         let started = Instant::now();
         let mut trees = self.lock();
-        let mut fresh = SegmentTrees::new(trees.segment_ends().iter().copied());
+        let mut fresh = SegmentTrees::new(ends);
         let mut after: Option<Key> = None;
         let mut keys = 0;
         loop {

@@ -73,6 +73,12 @@ pub struct Metrics {
     pub anti_entropy_rebuild_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Tombstones purged from every replica.
     pub tombstones_purged: Counter,
+    /// Keys received by range transfer (join).
+    pub transfer_keys_received: Counter,
+    /// Keys handed to their new owners and dropped here.
+    pub transfer_keys_handed_off: Counter,
+    /// Keys stored here that still have to move to their owners.
+    pub transfers_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -157,8 +163,29 @@ impl Metrics {
             "Tombstones purged from every replica",
             tombstones_purged.clone(),
         );
+        let transfer_keys_received = Counter::default();
+        registry.register(
+            "transfer_keys_received",
+            "Keys received by range transfer",
+            transfer_keys_received.clone(),
+        );
+        let transfer_keys_handed_off = Counter::default();
+        registry.register(
+            "transfer_keys_handed_off",
+            "Keys handed to new owners and dropped",
+            transfer_keys_handed_off.clone(),
+        );
+        let transfers_pending = Gauge::default();
+        registry.register(
+            "transfers_pending",
+            "Keys stored here that still have to move",
+            transfers_pending.clone(),
+        );
         Metrics {
             registry,
+            transfer_keys_received,
+            transfer_keys_handed_off,
+            transfers_pending,
             anti_entropy_exchanges,
             anti_entropy_keys_repaired,
             anti_entropy_bytes,

@@ -32,6 +32,8 @@ pub struct NodeCore {
     pub metrics: Metrics,
     /// Wall clock and hybrid logical clock.
     pub clock: NodeClock,
+    /// Set to `true` once a leaving node has handed all its data over.
+    pub left: tokio::sync::watch::Sender<bool>,
 }
 
 impl NodeCore {

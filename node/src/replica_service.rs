@@ -13,6 +13,7 @@ use ringkv_storage::{record, Key, KeyState};
 use tonic::{Request, Response, Status};
 
 use crate::anti_entropy::leaf_digests;
+use crate::membership::LocalState;
 use crate::node_core::NodeCore;
 use ringkv_storage::merkle::LeafId;
 use ringkv_storage::SEGMENT_LEAVES;
@@ -71,6 +72,12 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::ReplicaReadRequest>,
     ) -> Result<Response<proto::ReplicaReadResponse>, Status> {
+        if self.core.membership.local_state() == LocalState::Joining {
+            return Err(Status::unavailable(format!(
+                "node {} is joining: its ranges are still being transferred",
+                self.core.me()
+            )));
+        }
         let key = self.key(request.into_inner().key)?;
         let state = self.core.store.get(key).await.map_err(internal)?;
         let state = state.map(|s| Bytes::from(record::encode(&s))).unwrap_or_default();
@@ -222,6 +229,46 @@ impl Replica for ReplicaService {
         Ok(Response::new(proto::PingResponse {
             node_id: self.core.me().to_string(),
             cluster_name: self.core.config.cluster_name.clone(),
+            gossip_address: self
+                .core
+                .membership
+                .gossip_address()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            state: self.core.membership.local_state().as_str().to_owned(),
         }))
+    }
+
+    async fn scan_range(
+        &self,
+        request: Request<proto::ScanRangeRequest>,
+    ) -> Result<Response<proto::ScanRangeResponse>, Status> {
+        let request = request.into_inner();
+        if request.first > request.last {
+            return Err(Status::invalid_argument(format!(
+                "range [{:016x}, {:016x}] is empty: first must not exceed last",
+                request.first, request.last
+            )));
+        }
+        let after = if request.after_key.is_empty() {
+            None
+        } else {
+            Some(self.key(request.after_key)?)
+        };
+        let limit = (request.limit as usize).clamp(1, ringkv_storage::SCAN_PAGE_MAX);
+        let page = self
+            .core
+            .store
+            .scan(request.first, request.last, after, limit)
+            .await
+            .map_err(internal)?;
+        let entries = page
+            .into_iter()
+            .map(|(key, state)| proto::KeyStateEntry {
+                key: key.bytes().clone(),
+                state: Bytes::from(record::encode(&state)),
+            })
+            .collect();
+        Ok(Response::new(proto::ScanRangeResponse { entries }))
     }
 }

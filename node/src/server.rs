@@ -23,15 +23,17 @@ use crate::background::{handoff_loop, probe_loop};
 use crate::clock::NodeClock;
 use crate::config::{ConfigError, EngineKind, NodeConfig};
 use crate::coordinator::Coordinator;
+use crate::gossip_membership::GossipMembership;
 use crate::kv_service::KvService;
 use crate::local_store::LocalStore;
-use crate::membership::{Membership, StaticMembership};
+use crate::membership::{LocalState, Membership, StaticMembership};
 use crate::merkle_index::MerkleIndex;
 use crate::metrics::Metrics;
 use crate::node_core::NodeCore;
 use crate::peers::{Peers, REPLICA_MESSAGE_BYTES_MAX};
 use crate::replica_service::ReplicaService;
 use crate::tombstone_gc::gc_loop;
+use ringkv_gossip::{Gossip, GossipConfig, MemberInfo, MemberStatus};
 
 /// How long shutdown waits for in-flight requests to let go of the engine.
 pub const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(10);
@@ -60,6 +62,43 @@ pub enum StartError {
         /// This node's id.
         me: String,
     },
+    /// No seed answered.
+    #[error("no seed answered within {waited:?} (tried {seeds}): {last_error}")]
+    NoSeedReachable {
+        /// The seeds.
+        seeds: String,
+        /// How long the node tried.
+        waited: Duration,
+        /// The last failure.
+        last_error: String,
+    },
+    /// A seed address does not parse.
+    #[error("invalid seed address {seed:?}: {reason}")]
+    BadSeedAddress {
+        /// The seed.
+        seed: String,
+        /// Why.
+        reason: String,
+    },
+    /// A seed belongs to another cluster (or cannot be joined).
+    #[error("seed {seed} refused to be joined: {message}")]
+    ClusterMismatch {
+        /// The seed.
+        seed: String,
+        /// What it said.
+        message: String,
+    },
+    /// The node id is taken by a running member.
+    #[error("node id {id} is already used by {address}: pick another id")]
+    DuplicateNodeId {
+        /// The id.
+        id: String,
+        /// Who has it.
+        address: String,
+    },
+    /// Gossip could not start.
+    #[error("gossip: {0}")]
+    Gossip(#[from] ringkv_gossip::GossipError),
     /// A port could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -88,6 +127,7 @@ pub struct RunningNode {
     admin_address: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    gossip: Option<Arc<GossipMembership>>,
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
@@ -145,13 +185,55 @@ impl RunningNode {
     /// Starts a node.
     pub async fn start_with(config: NodeConfig, options: StartOptions) -> Result<RunningNode, StartError> {
         config.validate()?;
-        let membership = Arc::new(StaticMembership::new(
-            &config.node_id,
-            config.advertise,
-            config.vnodes,
-            config.zone.clone(),
-            &config.seeds,
-        )?);
+        let clock = options.clock.unwrap_or_else(NodeClock::system);
+        let (membership, gossip, discovery) = match config.gossip_listen {
+            None => {
+                let membership = StaticMembership::new(
+                    &config.node_id,
+                    config.advertise,
+                    config.vnodes,
+                    config.zone.clone(),
+                    &config.seeds,
+                )?;
+                (Arc::new(membership) as Arc<dyn Membership>, None, None)
+            }
+            Some(gossip_address) => {
+                let discovery = crate::join::discover(&config).await?;
+                let state = if config.join.is_empty() || discovery.known_member {
+                    LocalState::Up
+                } else {
+                    LocalState::Joining
+                };
+                let generation = clock.wall_ms();
+                let mut gossip_config = GossipConfig::new(
+                    config.node_id.as_str(),
+                    config.cluster_name.as_str(),
+                    generation,
+                    gossip_address,
+                );
+                gossip_config.seeds = discovery.gossip_seeds.clone();
+                gossip_config.gossip_interval = config.gossip_interval;
+                let me = MemberInfo {
+                    node_id: config.node_id.to_string(),
+                    generation,
+                    client_addr: config.advertise,
+                    replica_addr: config.advertise,
+                    vnodes: config.vnodes,
+                    zone: config.zone.clone(),
+                    status: match state {
+                        LocalState::Joining => MemberStatus::Joining,
+                        LocalState::Up | LocalState::Leaving => MemberStatus::Up,
+                    },
+                };
+                let gossip = Gossip::start(gossip_config, me).await?;
+                let membership = GossipMembership::start(config.node_id.clone(), gossip, gossip_address, state);
+                (
+                    Arc::clone(&membership) as Arc<dyn Membership>,
+                    Some(membership),
+                    Some(discovery),
+                )
+            }
+        };
         let listener = match options.listener {
             Some(listener) => listener,
             None => bind(config.listen).await?,
@@ -175,7 +257,12 @@ impl RunningNode {
             source,
         })?;
         let admin_address = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let peers = membership.peers();
+        let peers: Vec<ringkv_ring::NodeId> = membership
+            .members()
+            .into_iter()
+            .map(|m| m.id)
+            .filter(|id| *id != config.node_id)
+            .collect();
         // Hash trees for anti-entropy: rebuilt from the store by one scan at every start.
         let index = Arc::new(MerkleIndex::for_ring(&membership.ring()));
         let rebuild = {
@@ -195,7 +282,8 @@ impl RunningNode {
             membership,
             peers: Peers::new(),
             metrics: Metrics::new(),
-            clock: options.clock.unwrap_or_else(NodeClock::system),
+            clock,
+            left: watch::channel(false).0,
             config,
         });
 
@@ -237,13 +325,31 @@ impl RunningNode {
             }));
         }
         core.metrics.anti_entropy_rebuild_seconds.set(rebuild.1.as_secs_f64());
-        tasks.push(tokio::spawn(anti_entropy_loop(
+        tasks.push(tokio::spawn(anti_entropy_loop(Arc::clone(&core), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(crate::background::ownership_loop(
             Arc::clone(&core),
-            peers.clone(),
             shutdown_rx.clone(),
         )));
+        tasks.push(tokio::spawn(crate::background::ring_watch_loop(
+            Arc::clone(&core),
+            shutdown_rx.clone(),
+        )));
+        if let (Some(discovery), LocalState::Joining) = (discovery, core.membership.local_state()) {
+            let core = Arc::clone(&core);
+            tasks.push(tokio::spawn(async move {
+                match crate::join::pull_own_ranges(&core, &discovery).await {
+                    Ok(stats) => tracing::info!(node = %core.me(), ?stats, "joined: ranges pulled, now up"),
+                    Err(e) => {
+                        tracing::error!(node = %core.me(), error = %e, "join: pulling ranges failed; staying joining")
+                    }
+                }
+            }));
+        }
         tasks.push(tokio::spawn(gc_loop(Arc::clone(&core), shutdown_rx.clone())));
-        tasks.push(tokio::spawn(probe_loop(Arc::clone(&core), peers, shutdown_rx.clone())));
+        if gossip.is_none() {
+            // Static membership probes its peers; gossip has its own failure detector.
+            tasks.push(tokio::spawn(probe_loop(Arc::clone(&core), peers, shutdown_rx.clone())));
+        }
         tasks.push(tokio::spawn(handoff_loop(Arc::clone(&core), shutdown_rx)));
         tracing::info!(node = %core.me(), %address, ?admin_address, "node started");
         Ok(RunningNode {
@@ -252,6 +358,7 @@ impl RunningNode {
             admin_address,
             shutdown,
             tasks,
+            gossip,
         })
     }
 
@@ -270,8 +377,24 @@ impl RunningNode {
         &self.core
     }
 
+    /// Resolves once this node has left the cluster (after a `Leave` request) and handed
+    /// all its data over.
+    pub fn left(&self) -> watch::Receiver<bool> {
+        self.core.left.subscribe()
+    }
+
+    /// Stops only gossip, leaving the servers running (tests of the failure detector).
+    pub async fn stop_gossip(&self) {
+        if let Some(gossip) = &self.gossip {
+            gossip.shutdown().await;
+        }
+    }
+
     /// Stops the node and waits until its engine is released.
     pub async fn shutdown(self) {
+        if let Some(gossip) = &self.gossip {
+            gossip.shutdown().await;
+        }
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;

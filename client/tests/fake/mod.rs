@@ -100,6 +100,28 @@ impl Kv for FakeKv {
         self.state.arrive(&request).await?;
         Ok(Response::new(lock(&self.state.status_response).clone()))
     }
+
+    async fn leave(
+        &self,
+        request: Request<ringkv_client::proto::LeaveRequest>,
+    ) -> Result<Response<ringkv_client::proto::LeaveResponse>, Status> {
+        self.state.arrive(&request).await?;
+        Ok(Response::new(ringkv_client::proto::LeaveResponse {
+            node_id: "fake".to_owned(),
+        }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<ringkv_client::proto::RemoveNodeRequest>,
+    ) -> Result<Response<ringkv_client::proto::RemoveNodeResponse>, Status> {
+        self.state.arrive(&request).await?;
+        let id = request.into_inner().node_id;
+        if id == "unknown" {
+            return Err(Status::not_found(format!("{id} is not a member of the cluster")));
+        }
+        Ok(Response::new(ringkv_client::proto::RemoveNodeResponse {}))
+    }
 }
 
 /// A running fake node; the server task ends with the test's runtime.

@@ -130,3 +130,30 @@ pub fn is_alive(view: &MemberView, node_id: &str) -> bool {
 pub fn is_dead(view: &MemberView, node_id: &str) -> bool {
     view.members.get(node_id).is_some_and(|entry| !entry.alive)
 }
+
+/// Waits on every receiver at once (so that none misses a short-lived view
+/// while another is being waited on) until each satisfies `done`; returns,
+/// per receiver, the time from `since` until it did.
+pub async fn wait_for_all(
+    receivers: Vec<watch::Receiver<MemberView>>,
+    since: Instant,
+    within: Duration,
+    what: &'static str,
+    done: impl Fn(&MemberView) -> bool + Clone + Send + Sync + 'static,
+) -> Vec<Duration> {
+    let waits: Vec<_> = receivers
+        .into_iter()
+        .map(|mut members| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                wait_for(&mut members, within, what, done).await;
+                since.elapsed()
+            })
+        })
+        .collect();
+    let mut took = Vec::with_capacity(waits.len());
+    for wait in waits {
+        took.push(wait.await.expect("wait task"));
+    }
+    took
+}

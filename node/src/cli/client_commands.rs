@@ -92,6 +92,20 @@ pub struct DeleteArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct LeaveArgs {
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Id of the dead node to take out of the ring.
+    node_id: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     connection: Connection,
@@ -176,20 +190,39 @@ pub async fn status(args: StatusArgs) -> CommandResult {
         status.node_id, status.cluster_name, status.replicas, status.key_bytes_max, status.value_bytes_max
     );
     println!(
-        "{:<12} {:<22} {:<8} {:<6} {:>6} {:>10} {:>8}",
-        "MEMBER", "ADDRESS", "STATE", "ALIVE", "VNODES", "OWNERSHIP", "HINTS"
+        "{:<12} {:<22} {:<8} {:<6} {:>14} {:>6} {:>10} {:>8} {:>10}",
+        "MEMBER", "ADDRESS", "STATE", "ALIVE", "GENERATION", "VNODES", "OWNERSHIP", "HINTS", "TRANSFERS"
     );
     for m in &status.members {
         println!(
-            "{:<12} {:<22} {:<8} {:<6} {:>6} {:>9.1}% {:>8}",
+            "{:<12} {:<22} {:<8} {:<6} {:>14} {:>6} {:>9.1}% {:>8} {:>10}",
             m.id,
             m.address,
             m.state,
             if m.alive { "yes" } else { "NO" },
+            m.generation,
             m.vnodes,
             m.ownership_share * 100.0,
-            m.hints_pending
+            m.hints_pending,
+            m.transfers_pending
         );
     }
+    Ok(exit::OK)
+}
+
+pub async fn leave(args: LeaveArgs) -> CommandResult {
+    if args.connection.endpoint.len() != 1 {
+        return Err(Failure::invalid(anyhow::anyhow!(
+            "leave takes exactly one --endpoint: the node that should leave"
+        )));
+    }
+    let node = args.connection.client()?.leave().await?;
+    println!("{node} is leaving: it hands its data to the new owners, then stops");
+    Ok(exit::OK)
+}
+
+pub async fn remove(args: RemoveArgs) -> CommandResult {
+    args.connection.client()?.remove_node(&args.node_id).await?;
+    println!("{} removed: the other nodes re-replicate its data", args.node_id);
     Ok(exit::OK)
 }

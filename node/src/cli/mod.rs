@@ -27,6 +27,10 @@ Examples:
   ringkv get greeting                  read: prints every sibling and the context
   ringkv put greeting hi --context C   replace exactly what context C has seen
   ringkv status                        members, liveness, ownership, pending hints
+  ringkv node --id n4 --listen 127.0.0.1:7104 --seeds 127.0.0.1:7101
+                                       join a running (gossip) cluster
+  ringkv leave --endpoint 127.0.0.1:7104   that node hands its data over and stops
+  ringkv remove n4                     take a dead node out of the ring
 
 Exit codes: 0 ok, 1 not found, 2 invalid input, 3 unavailable or timed out, 4 other error.";
 
@@ -55,6 +59,10 @@ pub enum Command {
     Delete(client_commands::DeleteArgs),
     /// Show the cluster as one node sees it.
     Status(client_commands::StatusArgs),
+    /// Ask the node at --endpoint to leave: it hands its data over, then stops.
+    Leave(client_commands::LeaveArgs),
+    /// Remove a dead node from the ring; the others re-replicate its data.
+    Remove(client_commands::RemoveArgs),
 }
 
 /// Sets up logging to stderr.
@@ -81,6 +89,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Get(args) => client_commands::get(args).await,
         Command::Delete(args) => client_commands::delete(args).await,
         Command::Status(args) => client_commands::status(args).await,
+        Command::Leave(args) => client_commands::leave(args).await,
+        Command::Remove(args) => client_commands::remove(args).await,
     };
     match result {
         Ok(code) => code,

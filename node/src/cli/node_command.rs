@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use ringkv_node::config::{ConfigFile, CLIENT_PORT_DEFAULT};
+use ringkv_node::config::{ConfigFile, CLIENT_PORT_DEFAULT, GOSSIP_PORT_OFFSET};
 use ringkv_node::{EngineKind, NodeConfig, RunningNode, Seed};
 use ringkv_ring::NodeId;
 use ringkv_storage::{Durability, Limits};
@@ -38,9 +38,14 @@ pub struct NodeArgs {
     /// Storage engine [default: rocksdb].
     #[arg(long, env = "RINGKV_ENGINE", value_enum)]
     engine: Option<EngineKind>,
-    /// Cluster members as ID@HOST:PORT, comma-separated (this node may be listed).
+    /// Either running members to join through, as HOST:PORT (gossip membership), or a
+    /// static member list as ID@HOST:PORT (this node may be listed); comma-separated.
     #[arg(long, env = "RINGKV_SEEDS", value_delimiter = ',')]
-    seeds: Vec<Seed>,
+    seeds: Vec<String>,
+    /// UDP address to gossip on; turns on gossip membership [default with HOST:PORT
+    /// seeds: the listen address with the port + 200].
+    #[arg(long, env = "RINGKV_GOSSIP")]
+    gossip: Option<SocketAddr>,
     /// Cluster name; nodes of different clusters refuse each other [default: ringkv].
     #[arg(long, env = "RINGKV_CLUSTER_NAME")]
     cluster_name: Option<String>,
@@ -90,16 +95,33 @@ fn config(args: NodeArgs) -> Result<NodeConfig, Failure> {
     config.advertise = args.advertise.or(file.advertise).unwrap_or(listen);
     config.admin_listen = args.admin.or(file.admin_listen);
     config.engine = args.engine.or(file.engine).unwrap_or_default();
-    config.seeds = if args.seeds.is_empty() {
-        file.seeds
-            .unwrap_or_default()
-            .iter()
-            .map(|s| s.parse())
-            .collect::<Result<_, _>>()
-            .map_err(Failure::invalid)?
+    let seeds = if args.seeds.is_empty() {
+        file.seeds.unwrap_or_default()
     } else {
         args.seeds
     };
+    let (statics, joins): (Vec<String>, Vec<String>) = seeds.into_iter().partition(|s| s.contains('@'));
+    if !statics.is_empty() && !joins.is_empty() {
+        return Err(Failure::invalid(anyhow::anyhow!(
+            "--seeds mixes ID@HOST:PORT (static members) with HOST:PORT (members to join): use one form"
+        )));
+    }
+    config.seeds = statics
+        .iter()
+        .map(|s| s.parse::<Seed>())
+        .collect::<Result<_, _>>()
+        .map_err(Failure::invalid)?;
+    config.join = joins;
+    config.gossip_listen = args.gossip.or(file.gossip_listen);
+    if config.gossip_listen.is_none() && !config.join.is_empty() {
+        let port = listen.port().checked_add(GOSSIP_PORT_OFFSET).ok_or_else(|| {
+            Failure::invalid(anyhow::anyhow!(
+                "listen port {} + {GOSSIP_PORT_OFFSET} is above 65535: set --gossip",
+                listen.port()
+            ))
+        })?;
+        config.gossip_listen = Some(SocketAddr::new(listen.ip(), port));
+    }
     if let Some(name) = args.cluster_name.or(file.cluster_name) {
         config.cluster_name = name;
     }
@@ -138,8 +160,11 @@ pub async fn run(args: NodeArgs) -> CommandResult {
     if let Some(admin) = node.admin_address() {
         eprintln!("admin: http://{admin}/metrics and http://{admin}/health");
     }
-    wait_for_signal().await;
-    eprintln!("stopping");
+    let mut left = node.left();
+    tokio::select! {
+        _ = wait_for_signal() => eprintln!("stopping"),
+        _ = left.wait_for(|done| *done) => eprintln!("left the cluster: all data handed over; stopping"),
+    }
     node.shutdown().await;
     Ok(super::exit::OK)
 }

@@ -124,6 +124,190 @@ impl TestCluster {
     }
 }
 
+/// A free UDP port on loopback (bound and released; gossip binds it next).
+pub fn free_udp_address() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap()
+}
+
+/// A cluster whose members find each other by gossip; node 0 founds it and the others
+/// join through it.
+pub struct GossipCluster {
+    pub dir: tempfile::TempDir,
+    pub configs: Vec<NodeConfig>,
+    pub nodes: Vec<Option<RunningNode>>,
+}
+
+impl GossipCluster {
+    /// The config of a new member `n<i+1>` joining through `seeds`.
+    pub async fn config(dir: &std::path::Path, i: usize, seeds: &[String]) -> (NodeConfig, TcpListener) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let id = NodeId::try_from(format!("n{}", i + 1).as_str()).unwrap();
+        let mut config = NodeConfig::local(id.clone(), listener.local_addr().unwrap(), dir.join(id.as_str()));
+        config.gossip_listen = Some(free_udp_address());
+        config.join = seeds.to_vec();
+        config.gossip_interval = Duration::from_millis(50);
+        config.probe_interval = Duration::from_millis(100);
+        config.handoff_interval = Duration::from_millis(100);
+        config.anti_entropy_interval = Duration::from_millis(200);
+        config.join_timeout = Duration::from_secs(2);
+        (config, listener)
+    }
+
+    /// Starts `count` members, each joining through node 0, and waits until every node
+    /// sees all of them up in its ring.
+    pub async fn start(count: usize) -> GossipCluster {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = GossipCluster {
+            dir,
+            configs: Vec::new(),
+            nodes: Vec::new(),
+        };
+        for _ in 0..count {
+            cluster.add().await;
+        }
+        cluster.wait_for_ring(count).await;
+        cluster
+    }
+
+    /// Starts one more member joining through node 0; returns its index.
+    pub async fn add(&mut self) -> usize {
+        let i = self.configs.len();
+        let seeds = if i == 0 {
+            Vec::new()
+        } else {
+            vec![self.configs[0].listen.to_string()]
+        };
+        let (config, listener) = GossipCluster::config(self.dir.path(), i, &seeds).await;
+        let options = StartOptions {
+            listener: Some(listener),
+            ..StartOptions::default()
+        };
+        let node = RunningNode::start_with(config.clone(), options).await.unwrap();
+        self.configs.push(config);
+        self.nodes.push(Some(node));
+        i
+    }
+
+    pub fn node(&self, i: usize) -> &RunningNode {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &RunningNode> {
+        self.nodes.iter().flatten()
+    }
+
+    /// Waits until every running node's ring has `members` members and reports itself up.
+    pub async fn wait_for_ring(&self, members: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let done = self.running().all(|n| {
+                n.core().membership.ring().physical_node_count() == members
+                    && n.core().membership.local_state() == ringkv_node::membership::LocalState::Up
+            });
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let views: Vec<String> = self
+            .running()
+            .map(|n| {
+                let m = &n.core().membership;
+                format!(
+                    "{}: {:?} ring={} members={:?}",
+                    n.core().me(),
+                    m.local_state(),
+                    m.ring().physical_node_count(),
+                    m.members()
+                )
+            })
+            .collect();
+        panic!("ring of {members} not reached within 30 s:\n{}", views.join("\n"));
+    }
+
+    #[allow(dead_code)]
+    async fn wait_for_ring_old(&self, members: usize) {
+        eventually(Duration::from_secs(30), || async {
+            self.running()
+                .all(|n| {
+                    n.core().membership.ring().physical_node_count() == members
+                        && n.core().membership.local_state() == ringkv_node::membership::LocalState::Up
+                })
+                .then_some(())
+        })
+        .await;
+    }
+
+    pub fn client(&self) -> Client {
+        let endpoints: Vec<String> = self.running().map(|n| n.address().to_string()).collect();
+        Client::builder()
+            .endpoints(endpoints)
+            .request_timeout(Duration::from_secs(3))
+            .build()
+            .unwrap()
+    }
+
+    pub fn client_for(&self, i: usize) -> Client {
+        Client::builder()
+            .endpoints([self.configs[i].listen.to_string()])
+            .request_timeout(Duration::from_secs(3))
+            .retries(0)
+            .build()
+            .unwrap()
+    }
+
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.shutdown().await;
+        }
+    }
+
+    pub async fn restart(&mut self, i: usize) {
+        let mut config = self.configs[i].clone();
+        config.join = vec![self.configs[if i == 0 { 1 } else { 0 }].listen.to_string()];
+        let listener = eventually(Duration::from_secs(5), || async {
+            TcpListener::bind(config.listen).await.ok()
+        })
+        .await;
+        let options = StartOptions {
+            listener: Some(listener),
+            ..StartOptions::default()
+        };
+        self.nodes[i] = Some(RunningNode::start_with(config, options).await.unwrap());
+    }
+
+    /// How many of `key`'s current replicas (by node 0's ring) hold a live value for it.
+    pub async fn copies(&self, key: &ringkv_storage::Key) -> usize {
+        let ring = self.running().next().unwrap().core().membership.ring();
+        let pref = ring.preference_list(key.position(), 3);
+        let mut copies = 0;
+        for node in self.running().filter(|n| pref.contains(n.core().me())) {
+            if node
+                .core()
+                .store
+                .get(key.clone())
+                .await
+                .unwrap()
+                .is_some_and(|s| !s.is_dead(0))
+            {
+                copies += 1;
+            }
+        }
+        copies
+    }
+
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop(i).await;
+        }
+    }
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `within`.
 pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> T
 where

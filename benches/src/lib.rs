@@ -1,0 +1,15 @@
+//! `ringkv-bench`: measures ringkv as users would compare it, side by side with
+//! redis-server and etcd in the same run on the same machine.
+//!
+//! [`run::run`] is the YCSB-style load generator behind `ringkv-bench run`; [`target`]
+//! starts and reaches the systems under test; [`zipfian`] is YCSB's key chooser;
+//! [`process`] owns the peer processes. The binary (`src/main.rs`) only parses flags and
+//! prints. Figures come from here, never from timed tests.
+
+pub mod process;
+pub mod run;
+pub mod target;
+pub mod zipfian;
+
+pub use run::{run, Distribution, Limit, Report, RunConfig, Workload};
+pub use target::TargetKind;

@@ -14,13 +14,15 @@
 
 use bytes::Bytes;
 use ringkv_client::proto;
-use ringkv_ring::{NodeId, Position, Ring};
+use ringkv_ring::{NodeId, Position, RangeMove, Ring};
 use ringkv_storage::{record, Key, KeyState};
 
 use crate::node_core::NodeCore;
 
 /// Keys per `ScanRange` page.
 pub const TRANSFER_PAGE_KEYS: usize = 512;
+/// Ranges pulled at the same time by a joining node.
+pub const PULLS_IN_FLIGHT_MAX: usize = 8;
 /// Keys examined per hand-off round.
 pub const HANDOFF_KEYS_PER_ROUND_MAX: usize = 1000;
 
@@ -54,29 +56,45 @@ pub enum TransferError {
 /// Pulls every range this node gains going from `old` to `new`.
 pub async fn pull_ranges(core: &NodeCore, old: &Ring, new: &Ring) -> Result<PullStats, TransferError> {
     let me = core.me();
-    let mut stats = PullStats::default();
+    let mut total = PullStats::default();
     if old.physical_node_count() == 0 {
-        return Ok(stats);
+        return Ok(total);
     }
-    for change in old
-        .diff(new, core.config.replicas)
-        .moves
-        .iter()
-        .filter(|m| m.gained().contains(me))
-    {
-        // The range's holders before this node joined.
-        let sources: Vec<&NodeId> = change.from.iter().filter(|n| *n != me).collect();
-        for (first, last) in change.range.scan_bounds() {
-            pull_interval(core, &sources, first, last, &mut stats)
-                .await
-                .map_err(|tried| TransferError::NoSource {
-                    range: change.range.to_string(),
-                    tried,
-                })?;
+    let diff = old.diff(new, core.config.replicas);
+    let gained: Vec<&RangeMove> = diff.moves.iter().filter(|m| m.gained().contains(me)).collect();
+    // A few ranges at a time: enough to hide round trips, few enough that clients of
+    // this node and of the holders are not crowded out.
+    for chunk in gained.chunks(PULLS_IN_FLIGHT_MAX) {
+        let mut pulls = Vec::with_capacity(chunk.len());
+        for change in chunk {
+            pulls.push(pull_range(core, change));
         }
-        stats.ranges += 1;
+        for result in futures::future::join_all(pulls).await {
+            let stats = result?;
+            total.ranges += stats.ranges;
+            total.keys += stats.keys;
+            total.bytes += stats.bytes;
+        }
     }
-    core.metrics.transfer_keys_received.inc_by(stats.keys);
+    core.metrics.transfer_keys_received.inc_by(total.keys);
+    Ok(total)
+}
+
+/// Pulls one range from the nodes that held it before.
+async fn pull_range(core: &NodeCore, change: &RangeMove) -> Result<PullStats, TransferError> {
+    let mut stats = PullStats {
+        ranges: 1,
+        ..PullStats::default()
+    };
+    let sources: Vec<&NodeId> = change.from.iter().filter(|n| *n != core.me()).collect();
+    for (first, last) in change.range.scan_bounds() {
+        pull_interval(core, &sources, first, last, &mut stats)
+            .await
+            .map_err(|tried| TransferError::NoSource {
+                range: change.range.to_string(),
+                tried,
+            })?;
+    }
     Ok(stats)
 }
 

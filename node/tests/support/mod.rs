@@ -88,18 +88,11 @@ impl TestCluster {
 
     /// A client that talks to node `i` only (no failover).
     pub fn client_for(&self, i: usize) -> Client {
-        Client::builder()
-            .endpoints([self.address(i).to_string()])
-            .request_timeout(Duration::from_secs(3))
-            .retries(0)
-            .build()
-            .unwrap()
+        single_endpoint_client(self.address(i))
     }
 
     pub async fn stop(&mut self, i: usize) {
-        if let Some(node) = self.nodes[i].take() {
-            node.shutdown().await;
-        }
+        stop_node(&mut self.nodes[i]).await;
     }
 
     pub async fn restart(&mut self, i: usize) {
@@ -121,6 +114,23 @@ impl TestCluster {
         for i in 0..self.nodes.len() {
             self.stop(i).await;
         }
+    }
+}
+
+/// A client for one node only: no failover, no retries.
+pub fn single_endpoint_client(address: SocketAddr) -> Client {
+    Client::builder()
+        .endpoints([address.to_string()])
+        .request_timeout(Duration::from_secs(3))
+        .retries(0)
+        .build()
+        .unwrap()
+}
+
+/// Shuts a node down if it is running.
+pub async fn stop_node(slot: &mut Option<RunningNode>) {
+    if let Some(node) = slot.take() {
+        node.shutdown().await;
     }
 }
 
@@ -230,19 +240,6 @@ impl GossipCluster {
         panic!("ring of {members} not reached within 30 s:\n{}", views.join("\n"));
     }
 
-    #[allow(dead_code)]
-    async fn wait_for_ring_old(&self, members: usize) {
-        eventually(Duration::from_secs(30), || async {
-            self.running()
-                .all(|n| {
-                    n.core().membership.ring().physical_node_count() == members
-                        && n.core().membership.local_state() == ringkv_node::membership::LocalState::Up
-                })
-                .then_some(())
-        })
-        .await;
-    }
-
     pub fn client(&self) -> Client {
         let endpoints: Vec<String> = self.running().map(|n| n.address().to_string()).collect();
         Client::builder()
@@ -253,18 +250,11 @@ impl GossipCluster {
     }
 
     pub fn client_for(&self, i: usize) -> Client {
-        Client::builder()
-            .endpoints([self.configs[i].listen.to_string()])
-            .request_timeout(Duration::from_secs(3))
-            .retries(0)
-            .build()
-            .unwrap()
+        single_endpoint_client(self.configs[i].listen)
     }
 
     pub async fn stop(&mut self, i: usize) {
-        if let Some(node) = self.nodes[i].take() {
-            node.shutdown().await;
-        }
+        stop_node(&mut self.nodes[i]).await;
     }
 
     pub async fn restart(&mut self, i: usize) {

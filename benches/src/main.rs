@@ -213,8 +213,11 @@ async fn latency(ops: u64, keys: u64, value_bytes: usize, nodes: usize, endpoint
     Ok(())
 }
 
+/// Exit code after Ctrl-C, as shells report a process ended by SIGINT.
+const EXIT_INTERRUPTED: u8 = 130;
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let work = async {
         match Cli::parse().command {
             Command::Run(args) => run(args).await,
@@ -229,8 +232,18 @@ async fn main() -> anyhow::Result<()> {
     };
     // On Ctrl-C the work future is dropped, and with it the peers' process guards, which
     // kill the peers: nothing started here outlives the command.
-    tokio::select! {
+    let result = tokio::select! {
         result = work => result,
-        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("ringkv-bench: interrupted; peers stopped");
+            return std::process::ExitCode::from(EXIT_INTERRUPTED);
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringkv-bench: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

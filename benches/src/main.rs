@@ -10,6 +10,10 @@
 //! (RocksDB in a temporary directory), runs a closed loop of puts then gets of 100-byte
 //! values through the SDK, and prints throughput and p50/p99/p99.9/max latency from an
 //! HdrHistogram. `--endpoints` measures an already running cluster instead.
+//!
+//! `ringkv-bench idle --nodes 1 --seconds 30` starts an in-process cluster, leaves it idle
+//! and prints this process's resident memory (`VmRSS`) before and after; `run
+//! --rss-every 30s` prints it to stderr during a run, to watch for growth.
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +53,15 @@ enum Command {
         /// Measure a running cluster at these HOST:PORT endpoints instead.
         #[arg(long, value_delimiter = ',')]
         endpoints: Vec<String>,
+    },
+    /// Starts an idle in-process cluster and prints this process's resident memory.
+    Idle {
+        /// Nodes of the in-process cluster.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// How long to leave the cluster idle before measuring.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
     },
 }
 
@@ -96,6 +109,37 @@ struct RunArgs {
     /// Directory in which the temporary data directories are created.
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     data_root: std::path::PathBuf,
+    /// Print this process's resident memory (VmRSS) to stderr at this interval.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    rss_every: Option<Duration>,
+}
+
+/// This process's resident set size in KiB, from `/proc/self/status` (Linux only).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn rss_text() -> String {
+    match rss_kib() {
+        Some(kib) => format!("{:.1} MiB", kib as f64 / 1024.0),
+        None => "unknown".to_owned(),
+    }
+}
+
+async fn idle(nodes: usize, seconds: u64) -> anyhow::Result<()> {
+    println!("before starting: VmRSS {}", rss_text());
+    let (cluster, _dir) = start_ringkv_cluster(nodes, Durability::Buffered, &std::env::temp_dir())
+        .await
+        .context("starting the local cluster")?;
+    println!("{nodes} node(s) started: VmRSS {}", rss_text());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    println!("after {seconds} s idle: VmRSS {}", rss_text());
+    for node in cluster {
+        node.shutdown().await;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -130,7 +174,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         seed: args.seed,
         data_root: args.data_root,
     };
-    let report = ringkv_bench::run(&config).await?;
+    let started = Instant::now();
+    let sampler = args.rss_every.map(|every| {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                eprintln!("rss t={:>5.0}s VmRSS {}", started.elapsed().as_secs_f64(), rss_text());
+            }
+        })
+    });
+    let report = ringkv_bench::run(&config).await;
+    if let Some(sampler) = sampler {
+        sampler.abort();
+        eprintln!(
+            "rss end t={:>5.0}s VmRSS {}",
+            started.elapsed().as_secs_f64(),
+            rss_text()
+        );
+    }
+    let report = report?;
     print!("{}", report.table());
     if let Some(path) = args.json {
         std::fs::write(&path, report.to_json()?).with_context(|| format!("writing {}", path.display()))?;
@@ -228,6 +291,7 @@ async fn main() -> std::process::ExitCode {
                 nodes,
                 endpoints,
             } => latency(ops, keys, value_bytes, nodes, endpoints).await,
+            Command::Idle { nodes, seconds } => idle(nodes, seconds).await,
         }
     };
     // On Ctrl-C the work future is dropped, and with it the peers' process guards, which

@@ -1,8 +1,10 @@
 //! The local engine as seen from async code.
 //!
 //! Engines are synchronous (RocksDB blocks on I/O and fsync), so every call runs on
-//! tokio's blocking pool. This wrapper is the only place that does that, which keeps the
-//! rest of the node free of `spawn_blocking` and gives one spot to change the policy.
+//! tokio's blocking pool, except reads and unsynced writes the engine can do from memory
+//! alone (`Engine::get_in_memory`, `Engine::update_in_memory`), which run in place. This wrapper is the only place that
+//! does that, which keeps the rest of the node free of `spawn_blocking` and gives one spot
+//! to change the policy.
 //! It is also the one path by which the node writes, so it keeps the anti-entropy hash
 //! trees ([`MerkleIndex`]) in step with every change.
 
@@ -64,17 +66,32 @@ impl LocalStore {
             .map_err(StoreError::from)
     }
 
-    /// The stored state of a key.
+    /// The stored state of a key: in place when the engine has it in memory, otherwise
+    /// from the blocking pool.
     pub async fn get(&self, key: Key) -> Result<Option<KeyState>, StoreError> {
+        if let Some(found) = self.engine.get_in_memory(&key) {
+            return found.map_err(StoreError::from);
+        }
         self.run(move |e, _| e.get(&key)).await
     }
 
-    /// Read-modify-write of a key; `change` runs under the key's lock.
+    /// Read-modify-write of a key; `change` runs under the key's lock (in place when the
+    /// engine can, see `Engine::update_in_memory`; it may then run more than once).
     pub async fn update(
         &self,
         key: Key,
         mut change: impl FnMut(&mut KeyState) + Send + 'static,
     ) -> Result<KeyState, StoreError> {
+        let mut before = None;
+        let in_place = self.engine.update_in_memory(&key, self.durability, &mut |state| {
+            before = digest(state);
+            change(state);
+        });
+        if let Some(result) = in_place {
+            let after = result?;
+            self.index.record(&key, before, digest(&after));
+            return Ok(after);
+        }
         let index = Arc::clone(&self.index);
         self.run(move |e, d| {
             let mut before = None;

@@ -126,6 +126,15 @@ async fn wait_for_full_replication(cluster: &GossipCluster, keys: &[String], wit
     started.elapsed()
 }
 
+/// Every loaded and acknowledged key ends with 3 copies and reads back its value;
+/// returns how long replication took to settle.
+async fn assert_every_write_kept(cluster: &GossipCluster, loaded: &[String], acked: &[String]) -> Duration {
+    let all: Vec<String> = loaded.iter().chain(acked).cloned().collect();
+    let took = wait_for_full_replication(cluster, &all, Duration::from_secs(60)).await;
+    assert_all_readable(cluster, &all).await;
+    took
+}
+
 async fn assert_all_readable(cluster: &GossipCluster, keys: &[String]) {
     let client = cluster.client();
     let quorum = ReadOptions {
@@ -184,13 +193,11 @@ async fn a_sixth_node_joins_under_load_and_takes_its_share() {
         &read_errors[..read_errors.len().min(5)]
     );
     assert!((0.8..=1.25).contains(&ratio), "moved {received} keys, ideal {ideal}");
-    let all: Vec<String> = loaded.iter().chain(acked.iter()).cloned().collect();
-    let took = wait_for_full_replication(&cluster, &all, Duration::from_secs(60)).await;
+    let took = assert_every_write_kept(&cluster, &loaded, &acked).await;
     println!(
         "join: every key has 3 copies on its new replicas {:.2} s after the load stopped",
         took.as_secs_f64()
     );
-    assert_all_readable(&cluster, &all).await;
     cluster.shutdown().await;
 }
 
@@ -220,9 +227,7 @@ async fn a_node_leaves_under_load_without_losing_writes() {
         &read_errors[..read_errors.len().min(5)]
     );
     cluster.wait_for_ring(4).await;
-    let all: Vec<String> = loaded.iter().chain(acked.iter()).cloned().collect();
-    wait_for_full_replication(&cluster, &all, Duration::from_secs(60)).await;
-    assert_all_readable(&cluster, &all).await;
+    assert_every_write_kept(&cluster, &loaded, &acked).await;
     cluster.shutdown().await;
 }
 

@@ -4,7 +4,9 @@
 //! one contiguous scan), hints (states held for another node while it is unreachable,
 //! keyed by that node), and a little metadata. Every write is a read-merge-write under a
 //! per-key lock, so concurrent writers to one key never lose each other's siblings.
-//! Engines are synchronous; the async node calls them from blocking tasks.
+//! Engines are synchronous; the async node calls them from blocking tasks, except reads
+//! and unsynced writes an engine can do from memory alone (`Engine::get_in_memory`,
+//! `Engine::update_in_memory`).
 
 use ringkv_ring::{NodeId, Position};
 
@@ -84,6 +86,27 @@ pub struct StateChange {
 pub trait Engine: Send + Sync + 'static {
     /// The state stored for `key`, if any.
     fn get(&self, key: &Key) -> Result<Option<KeyState>, EngineError>;
+
+    /// The stored state of a key if it can be read from memory alone, without blocking on
+    /// I/O; `None` when the read would have to touch the disk, and the caller then uses
+    /// [`Engine::get`] from a thread that may block. The default never answers in place.
+    fn get_in_memory(&self, _key: &Key) -> Option<Result<Option<KeyState>, EngineError>> {
+        None
+    }
+
+    /// [`Engine::update`] done without waiting on the disk: only for
+    /// [`Durability::Buffered`], with the key's state in memory, and when the engine would
+    /// not stall the write. Otherwise `None`, with nothing written and `change` possibly
+    /// called on a copy that was thrown away; the caller then uses [`Engine::update`] from
+    /// a thread that may block. The default never answers in place.
+    fn update_in_memory(
+        &self,
+        _key: &Key,
+        _durability: Durability,
+        _change: &mut dyn FnMut(&mut KeyState),
+    ) -> Option<Result<KeyState, EngineError>> {
+        None
+    }
 
     /// Reads the key's state (empty if absent), lets `change` modify it, and stores the
     /// result, all under the key's lock. Returns the stored state.

@@ -52,6 +52,19 @@ impl Engine for MemoryEngine {
         Ok(self.tables().data.get(key).cloned())
     }
 
+    fn get_in_memory(&self, key: &Key) -> Option<Result<Option<KeyState>, EngineError>> {
+        Some(self.get(key))
+    }
+
+    fn update_in_memory(
+        &self,
+        key: &Key,
+        durability: Durability,
+        change: &mut dyn FnMut(&mut KeyState),
+    ) -> Option<Result<KeyState, EngineError>> {
+        Some(self.update(key, durability, change))
+    }
+
     fn update(
         &self,
         key: &Key,

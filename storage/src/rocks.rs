@@ -15,7 +15,10 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use ringkv_ring::{NodeId, Position};
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, Direction, ErrorKind, IteratorMode, Options, ReadOptions, ReadTier,
+    WriteBatch, WriteOptions, DB,
+};
 
 use crate::engine::{Durability, Engine, EngineError, KeyLocks, StateChange, HINTS_PER_TARGET_MAX, SCAN_PAGE_MAX};
 use crate::key_state::KeyState;
@@ -26,6 +29,12 @@ const CF_DATA: &str = "data";
 const CF_HINTS: &str = "hints";
 const CF_META: &str = "meta";
 const POSITION_BYTES: usize = 8;
+/// Largest total size of the write-ahead log before the oldest memtables are flushed.
+const WAL_BYTES_MAX: u64 = 64 << 20;
+/// Memtable size of the data column family (two may exist at once).
+const DATA_MEMTABLE_BYTES: usize = 16 << 20;
+/// Memtable size of the hints and meta column families.
+const SMALL_MEMTABLE_BYTES: usize = 4 << 20;
 
 /// A RocksDB-backed engine.
 pub struct RocksEngine {
@@ -34,6 +43,8 @@ pub struct RocksEngine {
     // Hint counts per target, loaded at open and kept under `hint_counts`' lock together
     // with every hint insert and delete, so the limit check cannot race.
     hint_counts: Mutex<BTreeMap<NodeId, u64>>,
+    // Reads that answer from the memtables and block cache only (`Incomplete` otherwise).
+    memory_only: ReadOptions,
 }
 
 fn io(e: rocksdb::Error) -> EngineError {
@@ -123,18 +134,31 @@ impl RocksEngine {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
+        // Bound the write-ahead log: a rarely written column family (meta, hints) would
+        // otherwise pin every log file since its last flush, and the log grows without end.
+        options.set_max_total_wal_size(WAL_BYTES_MAX);
         let mut data_options = Options::default();
         data_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        data_options.set_write_buffer_size(DATA_MEMTABLE_BYTES);
+        data_options.set_max_write_buffer_number(2);
+        let mut small_options = Options::default();
+        small_options.set_write_buffer_size(SMALL_MEMTABLE_BYTES);
+        small_options.set_max_write_buffer_number(2);
         let families = vec![
             ColumnFamilyDescriptor::new(CF_DATA, data_options),
-            ColumnFamilyDescriptor::new(CF_HINTS, Options::default()),
-            ColumnFamilyDescriptor::new(CF_META, Options::default()),
+            ColumnFamilyDescriptor::new(CF_HINTS, small_options.clone()),
+            ColumnFamilyDescriptor::new(CF_META, small_options),
         ];
         let db = DB::open_cf_descriptors(&options, path, families).map_err(|e| open_error(e.into_string()))?;
         let engine = RocksEngine {
             db,
             locks: KeyLocks::new(),
             hint_counts: Mutex::new(BTreeMap::new()),
+            memory_only: {
+                let mut read = ReadOptions::default();
+                read.set_read_tier(ReadTier::BlockCache);
+                read
+            },
         };
         let counts = engine.count_hints()?;
         *engine.counts() = counts;
@@ -173,6 +197,61 @@ impl RocksEngine {
 impl Engine for RocksEngine {
     fn get(&self, key: &Key) -> Result<Option<KeyState>, EngineError> {
         self.read(CF_DATA, &data_key(key), key)
+    }
+
+    fn get_in_memory(&self, key: &Key) -> Option<Result<Option<KeyState>, EngineError>> {
+        match self
+            .db
+            .get_pinned_cf_opt(self.cf(CF_DATA), data_key(key), &self.memory_only)
+        {
+            Ok(Some(bytes)) => Some(decode_record(key, &bytes).map(Some)),
+            Ok(None) => Some(Ok(None)),
+            // Not in memory: the caller reads it from a thread that may block.
+            Err(e) if e.kind() == ErrorKind::Incomplete => None,
+            Err(e) => Some(Err(io(e))),
+        }
+    }
+
+    fn update_in_memory(
+        &self,
+        key: &Key,
+        durability: Durability,
+        change: &mut dyn FnMut(&mut KeyState),
+    ) -> Option<Result<KeyState, EngineError>> {
+        if durability != Durability::Buffered {
+            return None;
+        }
+        let raw_key = data_key(key);
+        let _guard = self.locks.lock(KeyLocks::stripe(key.position()));
+        let before = match self.db.get_pinned_cf_opt(self.cf(CF_DATA), &raw_key, &self.memory_only) {
+            Ok(Some(bytes)) => match decode_record(key, &bytes) {
+                Ok(state) => state,
+                Err(e) => return Some(Err(e)),
+            },
+            Ok(None) => KeyState::default(),
+            Err(e) if e.kind() == ErrorKind::Incomplete => return None,
+            Err(e) => return Some(Err(io(e))),
+        };
+        let mut state = before.clone();
+        change(&mut state);
+        if state == before {
+            return Some(Ok(state));
+        }
+        // A write the engine would delay (memtables or L0 full) fails with `Incomplete`
+        // instead of sleeping, and is then redone by `update` off the async threads.
+        let mut options = write_options(durability);
+        options.set_no_slowdown(true);
+        let written = if state.is_empty() {
+            self.db.delete_cf_opt(self.cf(CF_DATA), &raw_key, &options)
+        } else {
+            self.db
+                .put_cf_opt(self.cf(CF_DATA), &raw_key, record::encode(&state), &options)
+        };
+        match written {
+            Ok(()) => Some(Ok(state)),
+            Err(e) if e.kind() == ErrorKind::Incomplete => None,
+            Err(e) => Some(Err(io(e))),
+        }
     }
 
     fn update(

@@ -27,16 +27,18 @@ Examples:
   ringkv get greeting                  read: prints every sibling and the context
   ringkv put greeting hi --context C   replace exactly what context C has seen
   ringkv status                        members, liveness, ownership, pending hints
-  ringkv node --id n4 --listen 127.0.0.1:7104 --seeds 127.0.0.1:7101
-                                       join a running (gossip) cluster
-  ringkv leave --endpoint 127.0.0.1:7104   that node hands its data over and stops
-  ringkv remove n4                     take a dead node out of the ring
+  ringkv node --id n1 --gossip 127.0.0.1:7301
+                                       first node of a gossip cluster (can grow and shrink)
+  ringkv node --id n2 --listen 127.0.0.1:7102 --seeds 127.0.0.1:7101
+                                       join it through any running member
+  ringkv leave --endpoint 127.0.0.1:7102   that node hands its data over and stops
+  ringkv remove n2                     take a dead node out of the ring
 
 Exit codes: 0 ok, 1 not found, 2 invalid input, 3 unavailable or timed out, 4 other error.";
 
 /// ringkv: a Dynamo-style, eventually consistent key-value store.
 #[derive(Debug, Parser)]
-#[command(name = "ringkv", version, about, after_help = AFTER_HELP)]
+#[command(name = "ringkv", version, about = "ringkv: a Dynamo-style, eventually consistent key-value store", after_help = AFTER_HELP)]
 pub struct Cli {
     /// Log more (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use prost::Message as _;
+use proto::replica_client::ReplicaClient;
 use ringkv_client::proto;
 use ringkv_ring::{NodeId, Position};
 use ringkv_storage::merkle::{differing_keys, LeafId};
@@ -74,11 +74,26 @@ pub enum ExchangeError {
 
 struct Peer<'a> {
     id: &'a NodeId,
-    client: proto::replica_client::ReplicaClient<Channel>,
+    client: ReplicaClient<Channel>,
     bytes: u64,
 }
 
 impl Peer<'_> {
+    /// Sends one RPC to the peer, counting the protobuf bytes both ways.
+    async fn call<Req: prost::Message, Resp: prost::Message>(
+        &mut self,
+        request: Req,
+        send: impl AsyncFnOnce(ReplicaClient<Channel>, Req) -> Result<tonic::Response<Resp>, tonic::Status>,
+    ) -> Result<Resp, ExchangeError> {
+        self.bytes += request.encoded_len() as u64;
+        let response = send(self.client.clone(), request)
+            .await
+            .map_err(|s| self.rpc_error(s))?
+            .into_inner();
+        self.bytes += response.encoded_len() as u64;
+        Ok(response)
+    }
+
     fn rpc_error(&self, status: tonic::Status) -> ExchangeError {
         ExchangeError::Rpc {
             peer: self.id.clone(),
@@ -129,15 +144,10 @@ pub async fn exchange(core: &NodeCore, peer_id: &NodeId) -> Result<ExchangeStats
         let request = proto::SegmentRootsRequest {
             segment_ends: chunk.iter().map(|(_, end)| *end).collect(),
         };
-        peer.bytes += request.encoded_len() as u64;
         let roots = peer
-            .client
-            .segment_roots(request)
-            .await
-            .map_err(|s| peer.rpc_error(s))?
-            .into_inner()
+            .call(request, async |mut c, r| c.segment_roots(r).await)
+            .await?
             .roots;
-        peer.bytes += roots.len() as u64 * 9;
         if roots.len() != chunk.len() {
             return Err(peer.bad(format!("{} roots for {} segments", roots.len(), chunk.len())));
         }
@@ -160,15 +170,10 @@ pub async fn exchange(core: &NodeCore, peer_id: &NodeId) -> Result<ExchangeStats
             break;
         }
         let request = proto::SegmentLeavesRequest { segment_end: end };
-        peer.bytes += request.encoded_len() as u64;
         let theirs = peer
-            .client
-            .segment_leaves(request)
-            .await
-            .map_err(|s| peer.rpc_error(s))?
-            .into_inner()
+            .call(request, async |mut c, r| c.segment_leaves(r).await)
+            .await?
             .leaves;
-        peer.bytes += theirs.len() as u64 * 9;
         if theirs.len() != SEGMENT_LEAVES {
             return Err(peer.bad(format!("{} leaves, expected {SEGMENT_LEAVES}", theirs.len())));
         }
@@ -181,14 +186,7 @@ pub async fn exchange(core: &NodeCore, peer_id: &NodeId) -> Result<ExchangeStats
                 segment_end: end,
                 leaf: leaf as u32,
             };
-            peer.bytes += request.encoded_len() as u64;
-            let response = peer
-                .client
-                .leaf_digests(request)
-                .await
-                .map_err(|s| peer.rpc_error(s))?
-                .into_inner();
-            peer.bytes += response.encoded_len() as u64;
+            let response = peer.call(request, async |mut c, r| c.leaf_digests(r).await).await?;
             let theirs: Vec<(Vec<u8>, u64)> = response
                 .entries
                 .into_iter()
@@ -247,14 +245,7 @@ async fn repair_key(core: &NodeCore, peer: &mut Peer<'_>, key: Key) -> Result<bo
     let request = proto::ReplicaReadRequest {
         key: key.bytes().clone(),
     };
-    peer.bytes += request.encoded_len() as u64;
-    let response = peer
-        .client
-        .read(request)
-        .await
-        .map_err(|s| peer.rpc_error(s))?
-        .into_inner();
-    peer.bytes += response.encoded_len() as u64;
+    let response = peer.call(request, async |mut c, r| c.read(r).await).await?;
     let theirs = if response.state.is_empty() {
         KeyState::new()
     } else {
@@ -274,8 +265,7 @@ async fn repair_key(core: &NodeCore, peer: &mut Peer<'_>, key: Key) -> Result<bo
             state: Bytes::from(record::encode(&merged)),
             hint_for: String::new(),
         };
-        peer.bytes += request.encoded_len() as u64;
-        peer.client.merge(request).await.map_err(|s| peer.rpc_error(s))?;
+        peer.call(request, async |mut c, r| c.merge(r).await).await?;
         repaired = true;
     }
     Ok(repaired)

@@ -135,6 +135,19 @@ async fn assert_every_write_kept(cluster: &GossipCluster, loaded: &[String], ack
     took
 }
 
+/// The generation node `observer` has seen for `node`.
+fn generation_seen_by(cluster: &GossipCluster, observer: usize, node: &ringkv_ring::NodeId) -> u64 {
+    cluster
+        .node(observer)
+        .core()
+        .membership
+        .members()
+        .iter()
+        .find(|m| m.id == *node)
+        .unwrap()
+        .generation
+}
+
 async fn assert_all_readable(cluster: &GossipCluster, keys: &[String]) {
     let client = cluster.client();
     let quorum = ReadOptions {
@@ -275,15 +288,7 @@ async fn a_killed_node_is_removed_and_its_data_re_replicated() {
 async fn failure_detector_marks_stopped_and_silent_nodes_down() {
     let mut cluster = GossipCluster::start(4).await;
     let n3 = cluster.configs[2].node_id.clone();
-    let generation_before = cluster
-        .node(0)
-        .core()
-        .membership
-        .members()
-        .iter()
-        .find(|m| m.id == n3)
-        .unwrap()
-        .generation;
+    let generation_before = generation_seen_by(&cluster, 0, &n3);
 
     cluster.stop(2).await;
     let started = Instant::now();
@@ -306,15 +311,7 @@ async fn failure_detector_marks_stopped_and_silent_nodes_down() {
         cluster.node(0).core().membership.is_alive(&n3).then_some(())
     })
     .await;
-    let generation_after = cluster
-        .node(0)
-        .core()
-        .membership
-        .members()
-        .iter()
-        .find(|m| m.id == n3)
-        .unwrap()
-        .generation;
+    let generation_after = generation_seen_by(&cluster, 0, &n3);
     println!(
         "failure detection: restarted node marked up after {:.2} s, generation {generation_before} -> {generation_after}",
         started.elapsed().as_secs_f64()

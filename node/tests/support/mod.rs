@@ -98,16 +98,7 @@ impl TestCluster {
     pub async fn restart(&mut self, i: usize) {
         assert!(self.nodes[i].is_none(), "node {i} is running");
         let config = self.configs[i].clone();
-        // The port was just released; retry binding briefly.
-        let listener = eventually(Duration::from_secs(5), || async {
-            TcpListener::bind(config.listen).await.ok()
-        })
-        .await;
-        let options = StartOptions {
-            listener: Some(listener),
-            ..StartOptions::default()
-        };
-        self.nodes[i] = Some(RunningNode::start_with(config, options).await.unwrap());
+        self.nodes[i] = Some(start_on_its_port(config).await);
     }
 
     pub async fn shutdown(mut self) {
@@ -115,6 +106,20 @@ impl TestCluster {
             self.stop(i).await;
         }
     }
+}
+
+/// Starts a node on the address in its config, which a stopped node just released:
+/// binding is retried briefly.
+pub async fn start_on_its_port(config: NodeConfig) -> RunningNode {
+    let listener = eventually(Duration::from_secs(5), || async {
+        TcpListener::bind(config.listen).await.ok()
+    })
+    .await;
+    let options = StartOptions {
+        listener: Some(listener),
+        ..StartOptions::default()
+    };
+    RunningNode::start_with(config, options).await.unwrap()
 }
 
 /// A client for one node only: no failover, no retries.
@@ -260,15 +265,7 @@ impl GossipCluster {
     pub async fn restart(&mut self, i: usize) {
         let mut config = self.configs[i].clone();
         config.join = vec![self.configs[if i == 0 { 1 } else { 0 }].listen.to_string()];
-        let listener = eventually(Duration::from_secs(5), || async {
-            TcpListener::bind(config.listen).await.ok()
-        })
-        .await;
-        let options = StartOptions {
-            listener: Some(listener),
-            ..StartOptions::default()
-        };
-        self.nodes[i] = Some(RunningNode::start_with(config, options).await.unwrap());
+        self.nodes[i] = Some(start_on_its_port(config).await);
     }
 
     /// How many of `key`'s current replicas (by node 0's ring) hold a live value for it.

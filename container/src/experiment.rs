@@ -137,10 +137,6 @@ pub fn run(config: &ExperimentConfig) -> Result<Vec<RunResult>, ExperimentError>
     }
     let spec = &config.spec;
     let etcd = spec.etcd_members.and_then(|_| crate::netns::find_program("etcd"));
-    std::fs::create_dir_all(&config.out).map_err(|source| ExperimentError::Out {
-        path: config.out.clone(),
-        source,
-    })?;
     let total = spec.total_run_seconds(etcd.is_some());
     let bar = if config.progress {
         let bar = ProgressBar::new(total);
@@ -188,6 +184,11 @@ pub fn run(config: &ExperimentConfig) -> Result<Vec<RunResult>, ExperimentError>
         (None, _) => {}
     }
     bar.finish_with_message("writing the report");
+    // Created only now, so a run that fails early leaves nothing behind.
+    std::fs::create_dir_all(&config.out).map_err(|source| ExperimentError::Out {
+        path: config.out.clone(),
+        source,
+    })?;
     report::write(&config.out, &config.spec_path, spec, &results, etcd_note.as_deref())?;
     Ok(results)
 }

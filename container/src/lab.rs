@@ -211,6 +211,7 @@ impl Lab {
         if config.nodes == 0 || config.nodes > NODES_MAX {
             return Err(LabError::NodeCount { nodes: config.nodes });
         }
+        cgroup::check_limits(&config.limits)?;
         for (what, path) in [
             (format!("{} binary", config.program.kind()), config.program.binary()),
             ("ringkv-lab binary".to_owned(), config.lab_exe.as_path()),
@@ -222,7 +223,6 @@ impl Lab {
                 });
             }
         }
-        cgroup::check_limits(&config.limits)?;
         let has_limits = config.limits.memory_bytes.is_some() || config.limits.cpus.is_some();
         let cgroup_version = if has_limits { Some(cgroup::detect()?) } else { None };
         let name = config.name.as_str();

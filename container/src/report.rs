@@ -289,3 +289,69 @@ pub fn write(
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::Partition;
+    use crate::spec::{FaultAction, Quorum};
+    use crate::workload::Sample;
+
+    fn run(system: System, fail_from: u32, fail_to: u32) -> RunResult {
+        let samples = (0..600u32)
+            .map(|i| {
+                let t_ms = i * 50;
+                let failing = (fail_from..fail_to).contains(&t_ms) && i % 3 == 0;
+                Sample {
+                    t_ms,
+                    latency_us: 800 + (i % 7) * 300,
+                    node: (i % 5) as u8 + 1,
+                    read: i % 2 == 0,
+                    ok: !failing,
+                    stale: i % 11 == 0 && (fail_from..fail_to).contains(&t_ms),
+                    siblings: if t_ms > fail_to && i % 4 == 0 { 2 } else { 1 },
+                }
+            })
+            .collect();
+        let partition = Partition::parse("1,2/3,4,5", 5).expect("valid");
+        RunResult {
+            system,
+            nodes: 5,
+            samples,
+            faults: vec![(10.0, FaultAction::Partition(partition)), (20.0, FaultAction::Heal)],
+            convergence: vec![Some(1.2)],
+            probes_acked: vec![40],
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn writes_markdown_and_pngs() {
+        let spec = crate::spec::Spec::parse(include_str!("../experiments/partition-2-3.toml")).expect("spec");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runs = vec![
+            run(System::Ringkv(Quorum { n: 3, r: 1, w: 1 }), 10_000, 20_000),
+            run(System::Etcd { members: 3 }, 10_000, 21_000),
+        ];
+        write(dir.path(), Path::new("spec.toml"), &spec, &runs, None).expect("report");
+        let md = std::fs::read_to_string(dir.path().join("report.md")).expect("markdown");
+        assert!(md.contains("| ringkv N=3 R=1 W=1 | 600 |"), "{md}");
+        assert!(md.contains("n/a (one Raft log)"), "{md}");
+        for png in [
+            "success_rate.png",
+            "latency_p99.png",
+            "stale_reads.png",
+            "siblings.png",
+            "convergence.png",
+        ] {
+            let bytes = std::fs::read(dir.path().join(png)).expect(png);
+            assert!(bytes.starts_with(b"\x89PNG"), "{png}");
+        }
+        if let Ok(keep) = std::env::var("RINGKV_KEEP_TEST_REPORT") {
+            let _ = std::fs::create_dir_all(&keep);
+            for entry in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+                let _ = std::fs::copy(entry.path(), Path::new(&keep).join(entry.file_name()));
+            }
+        }
+    }
+}

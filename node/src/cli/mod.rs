@@ -65,6 +65,34 @@ pub enum Command {
     Leave(client_commands::LeaveArgs),
     /// Remove a dead node from the ring; the others re-replicate its data.
     Remove(client_commands::RemoveArgs),
+    /// The partition lab: nodes in their own namespaces, partitions, experiments
+    /// (runs `ringkv-lab`; see `ringkv lab --help`).
+    #[command(disable_help_flag = true)]
+    Lab(LabArgs),
+}
+
+/// Everything after `ringkv lab`, handed unchanged to the `ringkv-lab` binary.
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// Replaces this process with `ringkv-lab` from the directory of the current executable
+/// (git-style), so the lab's exit code and signals pass straight through.
+fn run_lab(args: LabArgs) -> CommandResult {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe().map_err(Failure::other)?;
+    let lab = exe.with_file_name("ringkv-lab");
+    if !lab.is_file() {
+        return Err(Failure::other(anyhow::anyhow!(
+            "`ringkv lab` needs the ringkv-lab binary next to ringkv, at {}; build it with \
+             `cargo build --workspace` (package ringkv-container)",
+            lab.display()
+        )));
+    }
+    let error = std::process::Command::new(&lab).args(&args.args).exec();
+    Err(Failure::other(anyhow::anyhow!("running {}: {error}", lab.display())))
 }
 
 /// Sets up logging to stderr.
@@ -93,6 +121,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Status(args) => client_commands::status(args).await,
         Command::Leave(args) => client_commands::leave(args).await,
         Command::Remove(args) => client_commands::remove(args).await,
+        Command::Lab(args) => run_lab(args),
     };
     match result {
         Ok(code) => code,

@@ -276,7 +276,7 @@ pub fn write(
     let _ = writeln!(
         md,
         "- **availability**: successful operations / attempted operations (a timeout or an error is a failure). Clients of a node the schedule killed pause until it is restarted.\n\
-         - **stale read**: a successful read whose newest sibling is older than the newest write acknowledged for that key before the read was sent (values carry a global write sequence number).\n\
+         - **stale read**: a successful read whose newest sibling is older than the write to that key acknowledged last before the read was sent (values carry a global write sequence number).\n\
          - **reads with siblings**: successful reads that returned more than one sibling (concurrent writes not yet resolved by a later write).\n\
          - **replicas agree after heal**: seconds from the heal until, for every probe key, at least min(N, live nodes) nodes store an identical state holding every acknowledged probe write, read from each node's own store (no read repair), polled every 200 ms.\n\
          - **every node served again**: seconds from the heal until the clients of every node had a successful operation.\n\

@@ -6,8 +6,8 @@
 //! hidden by a client that hops to whichever side answers. Clients of a node the schedule
 //! has killed pause until it is started again (a dead server is not a measure of the
 //! store). Writes carry a global sequence number in the value; a successful read is
-//! **stale** when the highest sequence number among its siblings is below the highest one
-//! acknowledged for that key before the read was sent (or it finds nothing although a
+//! **stale** when the highest sequence number among its siblings is below that of the write
+//! to that key acknowledged last before the read was sent (or it finds nothing although a
 //! write was acknowledged). Writes pass the context of the client's last read or write of
 //! the key, as an application would, so siblings come from real concurrency only.
 
@@ -213,7 +213,10 @@ pub async fn run_client(
                 Session::Etcd(etcd) => etcd.put(key.as_bytes(), &value).await.is_ok(),
             };
             if ok {
-                shared.acked[key_index as usize].fetch_max(sequence, Ordering::AcqRel);
+                // The write acknowledged last, not the highest number: two concurrent
+                // writes may commit in the other order, and the later-acknowledged one is
+                // then the current value.
+                shared.acked[key_index as usize].store(sequence, Ordering::Release);
             }
             sample.ok = ok;
         }

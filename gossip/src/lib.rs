@@ -19,9 +19,10 @@
 //! incarnations into one entry.
 //!
 //! Time and randomness: chitchat runs on Tokio's clock and draws its gossip
-//! peers from an OS-seeded RNG, so this crate is not deterministic; a
-//! simulation can substitute the network through
-//! [`Gossip::start_with_transport`] but not (yet) the RNG.
+//! peers from an RNG seeded by the OS (`getrandom`) and iterates `std` hash
+//! sets. A simulation substitutes the network through
+//! [`Gossip::start_with_transport`] (see [`transport`]) and makes the OS's
+//! randomness come from its seed (`sim/`, see docs/simulation.md).
 
 mod config;
 mod error;
@@ -38,3 +39,12 @@ pub use error::GossipError;
 pub use gossip::Gossip;
 pub use member::{MemberInfo, MemberStatus};
 pub use view::{MemberEntry, MemberView};
+
+/// What a substitute gossip network implements (chitchat's transport traits).
+///
+/// chitchat's wire encoding is private to it, so a substitute network carries the
+/// decoded [`transport::Envelope`]s themselves.
+pub mod transport {
+    pub use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
+    pub use chitchat::ChitchatEnvelope as Envelope;
+}

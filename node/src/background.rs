@@ -198,7 +198,8 @@ pub async fn ring_watch_loop(core: Arc<NodeCore>, mut shutdown: watch::Receiver<
         }
         current = Arc::clone(&ring);
         let (index, engine) = (Arc::clone(core.store.index()), Arc::clone(core.store.engine()));
-        match tokio::task::spawn_blocking(move || index.rebuild_for_ring(engine.as_ref(), &ring)).await {
+        let in_place = engine.runs_in_place();
+        match crate::local_store::off_runtime(in_place, move || index.rebuild_for_ring(engine.as_ref(), &ring)).await {
             Ok(Ok((keys, took))) => {
                 core.metrics.anti_entropy_rebuild_seconds.set(took.as_secs_f64());
                 tracing::info!(node = %core.me(), keys, seconds = took.as_secs_f64(), "hash trees rebuilt for a new ring");

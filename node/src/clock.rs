@@ -5,6 +5,7 @@
 //! through tokio, so a simulation that pauses or drives tokio's clock drives this one
 //! too, and a start time injected by the simulation makes runs repeatable.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ringkv_storage::{Hlc, HlcClock};
@@ -15,6 +16,8 @@ use tokio::time::Instant;
 pub struct NodeClock {
     start_wall_ms: u64,
     start: Instant,
+    /// A step applied to the wall clock (NTP stepping it, or a simulated clock jump).
+    jump_ms: AtomicI64,
     hlc: std::sync::Mutex<HlcClock>,
 }
 
@@ -33,13 +36,21 @@ impl NodeClock {
         NodeClock {
             start_wall_ms,
             start: Instant::now(),
+            jump_ms: AtomicI64::new(0),
             hlc: std::sync::Mutex::new(HlcClock::new()),
         }
     }
 
     /// Wall-clock milliseconds since the Unix epoch.
     pub fn wall_ms(&self) -> u64 {
-        self.start_wall_ms + self.start.elapsed().as_millis() as u64
+        let read = self.start_wall_ms + self.start.elapsed().as_millis() as u64;
+        read.saturating_add_signed(self.jump_ms.load(Ordering::Relaxed))
+    }
+
+    /// Steps the wall clock by `delta_ms` (negative: backwards), as an NTP step would.
+    /// Hybrid timestamps stay monotonic; TTL expiry follows the stepped clock.
+    pub fn jump(&self, delta_ms: i64) {
+        self.jump_ms.fetch_add(delta_ms, Ordering::Relaxed);
     }
 
     /// A fresh hybrid logical timestamp.

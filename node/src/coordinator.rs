@@ -335,7 +335,11 @@ impl Coordinator {
             .ttl
             .map(|ttl| self.core.clock.wall_ms() + ttl.as_millis() as u64);
         let actor = self.core.actor;
-        let context = request.context.clone();
+        let context = if ringkv_storage::injected_bug::active(ringkv_storage::injected_bug::Bug::PutIgnoresContext) {
+            VersionVector::new()
+        } else {
+            request.context.clone()
+        };
         let value = request.value.clone();
         let state = self
             .core
@@ -353,16 +357,15 @@ impl Coordinator {
                 );
             })
             .await?;
-        let acks = 1 + self
-            .replicate(
-                &ring,
-                &pref,
-                &request.key,
-                &state,
-                request.w.saturating_sub(1),
-                deadline,
-            )
+        // With the injected bug the copies still go out, but nobody waits for them.
+        let ack_early = ringkv_storage::injected_bug::active(ringkv_storage::injected_bug::Bug::AckBeforeQuorum);
+        let needed = if ack_early { 0 } else { request.w.saturating_sub(1) };
+        let mut acks = 1 + self
+            .replicate(&ring, &pref, &request.key, &state, needed, deadline)
             .await?;
+        if ack_early {
+            acks = usize::from(request.w);
+        }
         if acks < usize::from(request.w) {
             return Err(RequestError::QuorumNotMet {
                 op: "write",

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::NodeConfig;
 use crate::membership::LocalState;
+use crate::network::Network;
 use crate::node_core::NodeCore;
 use crate::server::StartError;
 use crate::transfer::{pull_ranges, PullStats, TransferError};
@@ -39,7 +40,7 @@ pub struct Discovery {
 }
 
 /// Asks the configured seeds about the cluster. No seeds: a new cluster of one.
-pub async fn discover(config: &NodeConfig) -> Result<Discovery, StartError> {
+pub async fn discover(config: &NodeConfig, network: &Network) -> Result<Discovery, StartError> {
     if config.join.is_empty() {
         return Ok(Discovery::default());
     }
@@ -47,7 +48,7 @@ pub async fn discover(config: &NodeConfig) -> Result<Discovery, StartError> {
     let mut last_error = String::new();
     while Instant::now() < deadline {
         for seed in &config.join {
-            match ask_seed(config, seed).await {
+            match ask_seed(config, network, seed).await {
                 Ok(Some(found)) => return Ok(found),
                 Ok(None) => {}
                 Err(SeedAnswer::Refused(e)) => return Err(e),
@@ -68,7 +69,7 @@ enum SeedAnswer {
     Unreachable(String),
 }
 
-async fn ask_seed(config: &NodeConfig, seed: &str) -> Result<Option<Discovery>, SeedAnswer> {
+async fn ask_seed(config: &NodeConfig, network: &Network, seed: &str) -> Result<Option<Discovery>, SeedAnswer> {
     let uri = format!("http://{seed}");
     let endpoint = tonic::transport::Endpoint::from_shared(uri)
         .map_err(|e| {
@@ -79,8 +80,8 @@ async fn ask_seed(config: &NodeConfig, seed: &str) -> Result<Option<Discovery>, 
         })?
         .connect_timeout(SEED_RPC_TIMEOUT)
         .timeout(SEED_RPC_TIMEOUT);
-    let channel = endpoint
-        .connect()
+    let channel = network
+        .channel(endpoint)
         .await
         .map_err(|e| SeedAnswer::Unreachable(e.to_string()))?;
     let ping = proto::PingRequest {

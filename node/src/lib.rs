@@ -21,6 +21,7 @@ pub mod local_store;
 pub mod membership;
 pub mod merkle_index;
 pub mod metrics;
+pub mod network;
 pub mod node_core;
 pub mod peers;
 pub mod replica_service;

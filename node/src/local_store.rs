@@ -26,6 +26,20 @@ pub enum StoreError {
     Task(String),
 }
 
+/// Runs `f` on tokio's blocking pool, or in place when `in_place` (an engine that never
+/// blocks: see `Engine::runs_in_place`).
+pub async fn off_runtime<T: Send + 'static>(
+    in_place: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    if in_place {
+        return Ok(f());
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))
+}
+
 /// An engine shared by the node's tasks.
 #[derive(Clone)]
 pub struct LocalStore {
@@ -60,9 +74,8 @@ impl LocalStore {
     ) -> Result<T, StoreError> {
         let engine = Arc::clone(&self.engine);
         let durability = self.durability;
-        tokio::task::spawn_blocking(move || f(engine.as_ref(), durability))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        off_runtime(self.engine.runs_in_place(), move || f(engine.as_ref(), durability))
+            .await?
             .map_err(StoreError::from)
     }
 

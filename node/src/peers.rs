@@ -15,6 +15,8 @@ use ringkv_client::proto::replica_client::ReplicaClient;
 use ringkv_ring::NodeId;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::network::Network;
+
 /// Largest message a replica RPC may carry (a batch of states).
 pub const REPLICA_MESSAGE_BYTES_MAX: usize = 256 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -22,15 +24,18 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Lazily connected channels to peers, by node id.
-#[derive(Default)]
 pub struct Peers {
+    network: Network,
     channels: Mutex<BTreeMap<NodeId, (SocketAddr, Channel)>>,
 }
 
 impl Peers {
-    /// An empty pool.
-    pub fn new() -> Peers {
-        Peers::default()
+    /// An empty pool dialing through `network`.
+    pub fn new(network: Network) -> Peers {
+        Peers {
+            network,
+            channels: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// The channel to `node` at `address`, created if needed (or if the address changed).
@@ -41,7 +46,7 @@ impl Peers {
                 return channel.clone();
             }
         }
-        let channel = endpoint(address).connect_lazy();
+        let channel = self.network.lazy_channel(endpoint(address));
         channels.insert(node.clone(), (address, channel.clone()));
         channel
     }

@@ -29,6 +29,7 @@ use crate::local_store::LocalStore;
 use crate::membership::{LocalState, Membership, StaticMembership};
 use crate::merkle_index::MerkleIndex;
 use crate::metrics::Metrics;
+use crate::network::{Incoming, Network};
 use crate::node_core::NodeCore;
 use crate::peers::{Peers, REPLICA_MESSAGE_BYTES_MAX};
 use crate::replica_service::ReplicaService;
@@ -118,6 +119,13 @@ pub struct StartOptions {
     pub engine: Option<Arc<dyn Engine>>,
     /// A clock to use instead of the system clock.
     pub clock: Option<NodeClock>,
+    /// Accepted gRPC connections from a substitute network (instead of a listener).
+    /// `config.listen` is then only the address the node advertises.
+    pub incoming: Option<Incoming>,
+    /// How to dial peers and seeds (default: TCP).
+    pub network: Network,
+    /// The gossip network (default: chitchat's UDP transport).
+    pub gossip_transport: Option<Arc<dyn ringkv_gossip::transport::Transport>>,
 }
 
 /// A started node.
@@ -176,6 +184,30 @@ fn identity(config: &NodeConfig, engine: &dyn Engine) -> Result<ActorId, StartEr
     Ok(ActorId::for_incarnation(me, incarnation))
 }
 
+/// The gRPC server over any stream of accepted connections.
+fn serve<IO, S>(
+    incoming: S,
+    kv: KvServer<KvService>,
+    replica: ReplicaServer<ReplicaService>,
+    mut stop: watch::Receiver<bool>,
+) -> futures::future::BoxFuture<'static, Result<(), tonic::transport::Error>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Send + Unpin + 'static,
+    S: futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
+{
+    Box::pin(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(5)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(3)))
+            .add_service(kv)
+            .add_service(replica)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.changed().await;
+            }),
+    )
+}
+
 impl RunningNode {
     /// Starts a node with default options.
     pub async fn start(config: NodeConfig) -> Result<RunningNode, StartError> {
@@ -198,7 +230,7 @@ impl RunningNode {
                 (Arc::new(membership) as Arc<dyn Membership>, None, None)
             }
             Some(gossip_address) => {
-                let discovery = crate::join::discover(&config).await?;
+                let discovery = crate::join::discover(&config, &options.network).await?;
                 let state = if config.join.is_empty() || discovery.known_member {
                     LocalState::Up
                 } else {
@@ -225,7 +257,10 @@ impl RunningNode {
                         LocalState::Up | LocalState::Leaving => MemberStatus::Up,
                     },
                 };
-                let gossip = Gossip::start(gossip_config, me).await?;
+                let gossip = match &options.gossip_transport {
+                    Some(transport) => Gossip::start_with_transport(gossip_config, me, transport.as_ref()).await?,
+                    None => Gossip::start(gossip_config, me).await?,
+                };
                 let membership = GossipMembership::start(config.node_id.clone(), gossip, gossip_address, state);
                 (
                     Arc::clone(&membership) as Arc<dyn Membership>,
@@ -234,9 +269,10 @@ impl RunningNode {
                 )
             }
         };
-        let listener = match options.listener {
-            Some(listener) => listener,
-            None => bind(config.listen).await?,
+        let listener = match (options.listener, options.incoming.is_some()) {
+            (Some(listener), _) => Some(listener),
+            (None, true) => None,
+            (None, false) => Some(bind(config.listen).await?),
         };
         let admin_listener = match config.admin_listen {
             Some(address) => Some(bind(address).await?),
@@ -252,10 +288,13 @@ impl RunningNode {
             }
         };
         let actor = identity(&config, engine.as_ref())?;
-        let address = listener.local_addr().map_err(|source| StartError::Bind {
-            address: config.listen,
-            source,
-        })?;
+        let address = match &listener {
+            Some(listener) => listener.local_addr().map_err(|source| StartError::Bind {
+                address: config.listen,
+                source,
+            })?,
+            None => config.listen,
+        };
         let admin_address = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let peers: Vec<ringkv_ring::NodeId> = membership
             .members()
@@ -267,7 +306,7 @@ impl RunningNode {
         let index = Arc::new(MerkleIndex::for_ring(&membership.ring()));
         let rebuild = {
             let (index, engine) = (Arc::clone(&index), Arc::clone(&engine));
-            tokio::task::spawn_blocking(move || index.rebuild(engine.as_ref()))
+            crate::local_store::off_runtime(engine.as_ref().runs_in_place(), move || index.rebuild(engine.as_ref()))
                 .await
                 .map_err(|e| EngineError::Io(e.to_string()))??
         };
@@ -280,7 +319,7 @@ impl RunningNode {
             store: LocalStore::new(engine, config.durability, index),
             actor,
             membership,
-            peers: Peers::new(),
+            peers: Peers::new(options.network.clone()),
             metrics: Metrics::new(),
             clock,
             left: watch::channel(false).0,
@@ -295,24 +334,23 @@ impl RunningNode {
         let replica = ReplicaServer::new(ReplicaService::new(Arc::clone(&core)))
             .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX);
-        let mut stop = shutdown_rx.clone();
-        // With an incoming stream tonic does not configure sockets itself: turn Nagle off
-        // here, or small replies wait for the peer's delayed ACK (about 40 ms).
-        let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
-            if let Ok(stream) = &conn {
-                let _ = stream.set_nodelay(true);
+        let stop = shutdown_rx.clone();
+        let grpc = match (listener, options.incoming) {
+            (Some(listener), _) => {
+                // With an incoming stream tonic does not configure sockets itself: turn
+                // Nagle off here, or small replies wait for the peer's delayed ACK (~40 ms).
+                let incoming =
+                    tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
+                        if let Ok(stream) = &conn {
+                            let _ = stream.set_nodelay(true);
+                        }
+                        conn
+                    });
+                serve(incoming, kv, replica, stop)
             }
-            conn
-        });
-        let grpc = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(Duration::from_secs(5)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(3)))
-            .add_service(kv)
-            .add_service(replica)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop.changed().await;
-            });
+            (None, Some(incoming)) => serve(incoming, kv, replica, stop),
+            (None, None) => unreachable!("a listener is bound whenever no incoming stream is given"),
+        };
         let node_id = core.me().clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = grpc.await {

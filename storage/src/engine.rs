@@ -87,6 +87,13 @@ pub trait Engine: Send + Sync + 'static {
     /// The state stored for `key`, if any.
     fn get(&self, key: &Key) -> Result<Option<KeyState>, EngineError>;
 
+    /// Whether every call returns without blocking on I/O, so async callers may run it
+    /// in place instead of on a blocking thread (the in-memory engine; this also keeps a
+    /// simulation on one thread, which its determinism needs).
+    fn runs_in_place(&self) -> bool {
+        false
+    }
+
     /// The stored state of a key if it can be read from memory alone, without blocking on
     /// I/O; `None` when the read would have to touch the disk, and the caller then uses
     /// [`Engine::get`] from a thread that may block. The default never answers in place.

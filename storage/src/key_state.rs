@@ -239,6 +239,12 @@ impl KeyState {
                 (None, None) => break,
             }
         }
+        if crate::injected_bug::active(crate::injected_bug::Bug::MergeDropsSibling)
+            && merged.len() >= 2
+            && merged.len() > self.siblings.len()
+        {
+            merged.remove(0);
+        }
         self.siblings = merged;
         self.clock.join(&other.clock);
         self.debug_check();

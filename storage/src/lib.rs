@@ -14,6 +14,7 @@
 pub mod dot;
 pub mod engine;
 pub mod hlc;
+pub mod injected_bug;
 pub mod key_state;
 pub mod limits;
 pub mod memory;

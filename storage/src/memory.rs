@@ -48,6 +48,10 @@ impl MemoryEngine {
 }
 
 impl Engine for MemoryEngine {
+    fn runs_in_place(&self) -> bool {
+        true
+    }
+
     fn get(&self, key: &Key) -> Result<Option<KeyState>, EngineError> {
         Ok(self.tables().data.get(key).cloned())
     }

@@ -360,14 +360,23 @@ impl Run {
         })
     }
 
+    /// The host pairs a partition with `side` on one side cuts.
+    fn links_across(&self, side: &[usize]) -> Vec<(String, String)> {
+        side.iter()
+            .flat_map(|a| {
+                (0..self.plan.nodes)
+                    .filter(|b| !side.contains(b))
+                    .map(move |b| (node_name(*a), node_name(b)))
+            })
+            .collect()
+    }
+
     fn apply(&mut self, sim: &mut turmoil::Sim<'_>, fault: &Fault, now: Duration) {
         self.log(now, format!("fault: {fault}"));
         match fault {
             Fault::Partition { side } => {
-                for a in side {
-                    for b in (0..self.plan.nodes).filter(|b| !side.contains(b)) {
-                        sim.partition(node_name(*a), node_name(b));
-                    }
+                for (a, b) in self.links_across(side) {
+                    sim.partition(a, b);
                 }
             }
             Fault::OneWayCut { from, to } => sim.partition_oneway(node_name(*from), node_name(*to)),
@@ -395,10 +404,8 @@ impl Run {
         self.log(now, format!("heal: {fault}"));
         match fault {
             Fault::Partition { side } => {
-                for a in side {
-                    for b in (0..self.plan.nodes).filter(|b| !side.contains(b)) {
-                        sim.repair(node_name(*a), node_name(b));
-                    }
+                for (a, b) in self.links_across(side) {
+                    sim.repair(a, b);
                 }
             }
             Fault::OneWayCut { from, to } => sim.repair_oneway(node_name(*from), node_name(*to)),

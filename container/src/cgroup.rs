@@ -228,15 +228,7 @@ fn create_v2(lab_dir: &str, node: &str, limits: &Limits) -> Result<NodeGroup, Cg
 fn create_v1(lab_dir: &str, node: &str, limits: &Limits) -> Result<NodeGroup, CgroupError> {
     let mut dirs = Vec::new();
     if let Some(bytes) = limits.memory_bytes {
-        let hierarchy = Path::new(ROOT).join("memory");
-        if !hierarchy.join("memory.limit_in_bytes").exists() {
-            return Err(CgroupError::NoController {
-                controller: "memory",
-                detail: format!("{} has no memory.limit_in_bytes", hierarchy.display()),
-            });
-        }
-        let dir = hierarchy.join(lab_dir).join(node);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let dir = v1_group("memory", "memory.limit_in_bytes", lab_dir, node)?;
         write_verified(&dir.join("memory.limit_in_bytes"), &bytes.to_string(), |got| {
             got.trim()
                 .parse::<u64>()
@@ -247,15 +239,7 @@ fn create_v1(lab_dir: &str, node: &str, limits: &Limits) -> Result<NodeGroup, Cg
         dirs.push(dir);
     }
     if let Some(cpus) = limits.cpus {
-        let hierarchy = Path::new(ROOT).join("cpu");
-        if !hierarchy.join("cpu.cfs_quota_us").exists() {
-            return Err(CgroupError::NoController {
-                controller: "cpu",
-                detail: format!("{} has no cpu.cfs_quota_us", hierarchy.display()),
-            });
-        }
-        let dir = hierarchy.join(lab_dir).join(node);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let dir = v1_group("cpu", "cpu.cfs_quota_us", lab_dir, node)?;
         let period = CPU_PERIOD_US.to_string();
         write_verified(&dir.join("cpu.cfs_period_us"), &period, |got| got.trim() == period)?;
         let quota = cpu_quota_us(cpus).to_string();
@@ -263,6 +247,21 @@ fn create_v1(lab_dir: &str, node: &str, limits: &Limits) -> Result<NodeGroup, Cg
         dirs.push(dir);
     }
     Ok(NodeGroup { dirs })
+}
+
+/// Creates the node's group under a v1 controller's hierarchy, after checking the
+/// controller is mounted (it has `probe_file`).
+fn v1_group(controller: &'static str, probe_file: &str, lab_dir: &str, node: &str) -> Result<PathBuf, CgroupError> {
+    let hierarchy = Path::new(ROOT).join(controller);
+    if !hierarchy.join(probe_file).exists() {
+        return Err(CgroupError::NoController {
+            controller,
+            detail: format!("{} has no {probe_file}", hierarchy.display()),
+        });
+    }
+    let dir = hierarchy.join(lab_dir).join(node);
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    Ok(dir)
 }
 
 fn cpu_quota_us(cpus: f64) -> u64 {

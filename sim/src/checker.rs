@@ -87,6 +87,13 @@ pub struct FinalKey {
     pub replicas: Vec<(usize, Vec<SeenSibling>)>,
 }
 
+impl FinalKey {
+    /// Whether every replica holds the same siblings.
+    pub fn agrees(&self) -> bool {
+        self.replicas.windows(2).all(|pair| pair[0].1 == pair[1].1)
+    }
+}
+
 /// Everything the checkers look at.
 pub struct Evidence<'a> {
     /// The operations, in completion order.

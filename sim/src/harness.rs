@@ -350,14 +350,7 @@ impl Run {
     }
 
     fn converged(&self, ring: &Ring) -> bool {
-        (0..self.plan.keys).all(|k| {
-            let replicas = self.replicas_of(ring, k);
-            let mut states = replicas.iter().map(|node| self.siblings_on(*node, k));
-            match states.next() {
-                Some(first) => states.all(|s| s == first),
-                None => true,
-            }
-        })
+        self.finals(ring).values().all(FinalKey::agrees)
     }
 
     /// The host pairs a partition with `side` on one side cuts.

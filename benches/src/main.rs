@@ -15,6 +15,12 @@
 //! and prints this process's resident memory (`VmRSS`) before and after; `run
 //! --rss-every 30s` prints it to stderr during a run, to watch for growth.
 
+/// The same allocator as the `ringkv` binary (see node/src/main.rs), so that the nodes
+/// this process starts run as they would in production.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;

@@ -23,6 +23,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::options::{check_timeout, consistency_to_proto, timeout_to_proto, ttl_to_proto};
 use crate::proto::kv_client::KvClient;
+use crate::received::detach;
 use crate::retry::{classify, Backoff, Failure};
 use crate::{proto, ClientError, Context, ReadOptions, ReadResult, WriteOptions};
 
@@ -198,7 +199,7 @@ impl Client {
                 kv.put(request).await
             })
             .await?;
-        Ok(Context::from_bytes(response.context))
+        Ok(Context::from_bytes(detach(response.context)))
     }
 
     /// Deletes `key` (writes a tombstone), replacing the siblings `context` has seen, with

@@ -62,6 +62,7 @@ mod context;
 mod error;
 mod options;
 mod read;
+mod received;
 mod retry;
 
 pub use client::{Client, ClientBuilder, BACKOFF_MAX, ENDPOINTS_MAX, RESPONSE_BYTES_MAX, RETRIES_MAX};
@@ -69,6 +70,7 @@ pub use context::Context;
 pub use error::ClientError;
 pub use options::{Consistency, ReadOptions, WriteOptions, TIMEOUT_MAX};
 pub use read::{LastWriterWins, ReadResult, SiblingResolver, SiblingValue};
+pub use received::SHARE_FROM_BYTES;
 
 /// Code generated from `proto/ringkv.proto` (package `ringkv.v1`): messages, the `Kv` and
 /// `Replica` clients (`kv_client`, `replica_client`) and server traits (`kv_server`,

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 
+use crate::received::detach;
 use crate::{proto, Context};
 
 /// One live version of a key.
@@ -87,13 +88,13 @@ impl From<proto::GetResponse> for ReadResult {
                 .siblings
                 .into_iter()
                 .map(|sibling| SiblingValue {
-                    value: sibling.value,
+                    value: detach(sibling.value),
                     hlc: sibling.hlc,
                     expires_at_ms: sibling.expires_at_ms,
                     dot: sibling.dot,
                 })
                 .collect(),
-            context: Context::from_bytes(response.context),
+            context: Context::from_bytes(detach(response.context)),
             replicas_replied: response.replicas_replied,
         }
     }

@@ -93,6 +93,9 @@ impl KvService {
         if let Some(value) = &value {
             core.config.limits.check_value(value)?;
         }
+        // The value is a slice of the request's receive buffer; an engine that keeps it as
+        // it is (the memory engine) would keep the whole buffer alive. Copy it out.
+        let value = value.map(|v| Bytes::copy_from_slice(&v));
         Ok(WriteRequest {
             key,
             value,

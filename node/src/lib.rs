@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod gossip_membership;
+pub mod group_commit;
 pub mod join;
 pub mod kv_service;
 pub mod local_store;

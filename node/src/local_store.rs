@@ -1,10 +1,12 @@
 //! The local engine as seen from async code.
 //!
 //! Engines are synchronous (RocksDB blocks on I/O and fsync), so every call runs on
-//! tokio's blocking pool, except reads and unsynced writes the engine can do from memory
-//! alone (`Engine::get_in_memory`, `Engine::update_in_memory`), which run in place. This wrapper is the only place that
-//! does that, which keeps the rest of the node free of `spawn_blocking` and gives one spot
-//! to change the policy.
+//! tokio's blocking pool, except reads and writes the engine can do from memory alone
+//! (`Engine::get_in_memory`, `Engine::update_in_memory`), which run in place. A write made
+//! in place with `Durability::Sync` then waits for the node's [`GroupCommit`], which
+//! fsyncs the log once for every write that finished before the flush began. This wrapper
+//! is the only place that does that, which keeps the rest of the node free of
+//! `spawn_blocking` and gives one spot to change the policy.
 //! It is also the one path by which the node writes, so it keeps the anti-entropy hash
 //! trees ([`MerkleIndex`]) in step with every change.
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use ringkv_ring::{NodeId, Position};
 use ringkv_storage::{Durability, Engine, EngineError, Key, KeyState};
 
+use crate::group_commit::GroupCommit;
 use crate::merkle_index::{digest, MerkleIndex};
 
 /// Errors from the local store.
@@ -24,6 +27,10 @@ pub enum StoreError {
     /// The blocking task died (a panic in the engine, or runtime shutdown).
     #[error("storage task failed: {0}")]
     Task(String),
+    /// Syncing the write-ahead log failed; the write is not durable and the node must be
+    /// restarted.
+    #[error("cannot sync the write-ahead log: {0}")]
+    Sync(String),
 }
 
 /// Runs `f` on tokio's blocking pool, or in place when `in_place` (an engine that never
@@ -46,16 +53,37 @@ pub struct LocalStore {
     engine: Arc<dyn Engine>,
     durability: Durability,
     index: Arc<MerkleIndex>,
+    // Present for `Durability::Sync` on an engine with a log (not one that runs in place).
+    group_commit: Option<Arc<GroupCommit>>,
 }
 
 impl LocalStore {
-    /// Wraps an engine; writes use `durability` and are reported to `index`.
-    pub fn new(engine: Arc<dyn Engine>, durability: Durability, index: Arc<MerkleIndex>) -> LocalStore {
-        LocalStore {
+    /// Wraps an engine; writes use `durability` and are reported to `index`. Starts the
+    /// log syncer thread for `Durability::Sync` on an engine that does not run in place.
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        durability: Durability,
+        index: Arc<MerkleIndex>,
+    ) -> Result<LocalStore, StoreError> {
+        let group_commit = if durability == Durability::Sync && !engine.runs_in_place() {
+            let log = Arc::clone(&engine);
+            let syncer = GroupCommit::start(move || log.sync_wal())
+                .map_err(|e| StoreError::Task(format!("cannot start the log sync thread: {e}")))?;
+            Some(Arc::new(syncer))
+        } else {
+            None
+        };
+        Ok(LocalStore {
             engine,
             durability,
             index,
-        }
+            group_commit,
+        })
+    }
+
+    /// Log flushes the group commit has done (0 without one).
+    pub fn log_flushes(&self) -> u64 {
+        self.group_commit.as_ref().map_or(0, |g| g.flushes())
     }
 
     /// The hash trees kept in step with this store.
@@ -90,19 +118,25 @@ impl LocalStore {
 
     /// Read-modify-write of a key; `change` runs under the key's lock (in place when the
     /// engine can, see `Engine::update_in_memory`; it may then run more than once).
+    /// Returns once the write is as durable as the store's `Durability` asks.
     pub async fn update(
         &self,
         key: Key,
         mut change: impl FnMut(&mut KeyState) + Send + 'static,
     ) -> Result<KeyState, StoreError> {
         let mut before = None;
-        let in_place = self.engine.update_in_memory(&key, self.durability, &mut |state| {
+        let in_place = self.engine.update_in_memory(&key, &mut |state| {
             before = digest(state);
             change(state);
         });
         if let Some(result) = in_place {
             let after = result?;
             self.index.record(&key, before, digest(&after));
+            // Even when `change` altered nothing, the state it saw may come from a write
+            // that is not durable yet: wait for the flush in every case.
+            if let Some(group_commit) = &self.group_commit {
+                group_commit.durable().await?;
+            }
             return Ok(after);
         }
         let index = Arc::clone(&self.index);

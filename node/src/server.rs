@@ -315,8 +315,9 @@ impl RunningNode {
             seconds = rebuild.1.as_secs_f64(),
             "hash trees rebuilt"
         );
+        let store = LocalStore::new(engine, config.durability, index).map_err(|e| EngineError::Io(e.to_string()))?;
         let core = Arc::new(NodeCore {
-            store: LocalStore::new(engine, config.durability, index),
+            store,
             actor,
             membership,
             peers: Peers::new(options.network.clone()),

@@ -5,8 +5,9 @@
 //! keyed by that node), and a little metadata. Every write is a read-merge-write under a
 //! per-key lock, so concurrent writers to one key never lose each other's siblings.
 //! Engines are synchronous; the async node calls them from blocking tasks, except reads
-//! and unsynced writes an engine can do from memory alone (`Engine::get_in_memory`,
-//! `Engine::update_in_memory`).
+//! and writes an engine can do from memory alone (`Engine::get_in_memory`,
+//! `Engine::update_in_memory`); such writes are made durable in groups
+//! (`Engine::sync_wal`).
 
 use ringkv_ring::{NodeId, Position};
 
@@ -101,18 +102,28 @@ pub trait Engine: Send + Sync + 'static {
         None
     }
 
-    /// [`Engine::update`] done without waiting on the disk: only for
-    /// [`Durability::Buffered`], with the key's state in memory, and when the engine would
-    /// not stall the write. Otherwise `None`, with nothing written and `change` possibly
-    /// called on a copy that was thrown away; the caller then uses [`Engine::update`] from
-    /// a thread that may block. The default never answers in place.
+    /// [`Engine::update`] done without waiting on the disk: with the key's state in memory,
+    /// and when the engine would not stall the write. The write reaches the write-ahead
+    /// log but is not fsynced: a caller that needs [`Durability::Sync`] calls
+    /// [`Engine::sync_wal`] (once for many such writes, see the node's group commit)
+    /// before acknowledging it. Until then the write is visible to readers of this engine
+    /// though a power loss could still undo it. Returns `None` when the key is not in
+    /// memory or the write would stall, with nothing written and `change` possibly called
+    /// on a copy that was thrown away; the caller then uses [`Engine::update`] from a
+    /// thread that may block. The default never answers in place.
     fn update_in_memory(
         &self,
         _key: &Key,
-        _durability: Durability,
         _change: &mut dyn FnMut(&mut KeyState),
     ) -> Option<Result<KeyState, EngineError>> {
         None
+    }
+
+    /// Makes every write already in the write-ahead log durable (`fsync`). Blocks; many
+    /// writes made by [`Engine::update_in_memory`] share one call. The default has no log
+    /// and nothing to do.
+    fn sync_wal(&self) -> Result<(), EngineError> {
+        Ok(())
     }
 
     /// Reads the key's state (empty if absent), lets `change` modify it, and stores the

@@ -165,6 +165,16 @@ impl Key {
         }
     }
 
+    /// The same key with its bytes in an allocation of its own: a key received in a
+    /// request is a slice of the request's buffer, which a store that keeps the key
+    /// (the memory engine) would otherwise keep alive.
+    pub fn detached(&self) -> Key {
+        Key {
+            position: self.position,
+            bytes: Bytes::copy_from_slice(&self.bytes),
+        }
+    }
+
     /// The smallest possible key at `position`: a scan bound, never stored.
     pub(crate) fn lower_bound(position: Position) -> Key {
         Key {

@@ -63,10 +63,9 @@ impl Engine for MemoryEngine {
     fn update_in_memory(
         &self,
         key: &Key,
-        durability: Durability,
         change: &mut dyn FnMut(&mut KeyState),
     ) -> Option<Result<KeyState, EngineError>> {
-        Some(self.update(key, durability, change))
+        Some(self.update(key, Durability::Buffered, change))
     }
 
     fn update(
@@ -80,8 +79,10 @@ impl Engine for MemoryEngine {
         change(&mut state);
         if state.is_empty() {
             tables.data.remove(key);
+        } else if let Some(stored) = tables.data.get_mut(key) {
+            *stored = state.clone();
         } else {
-            tables.data.insert(key.clone(), state.clone());
+            tables.data.insert(key.detached(), state.clone());
         }
         Ok(state)
     }
@@ -94,7 +95,7 @@ impl Engine for MemoryEngine {
         let mut tables = self.tables();
         let mut changes: BTreeMap<Key, StateChange> = BTreeMap::new();
         for (key, incoming) in entries {
-            let state = tables.data.entry(key.clone()).or_default();
+            let state = tables.data.entry(key.detached()).or_default();
             let before = state.clone();
             state.merge(incoming);
             let after = state.clone();

@@ -215,12 +215,8 @@ impl Engine for RocksEngine {
     fn update_in_memory(
         &self,
         key: &Key,
-        durability: Durability,
         change: &mut dyn FnMut(&mut KeyState),
     ) -> Option<Result<KeyState, EngineError>> {
-        if durability != Durability::Buffered {
-            return None;
-        }
         let raw_key = data_key(key);
         let _guard = self.locks.lock(KeyLocks::stripe(key.position()));
         let before = match self.db.get_pinned_cf_opt(self.cf(CF_DATA), &raw_key, &self.memory_only) {
@@ -239,7 +235,8 @@ impl Engine for RocksEngine {
         }
         // A write the engine would delay (memtables or L0 full) fails with `Incomplete`
         // instead of sleeping, and is then redone by `update` off the async threads.
-        let mut options = write_options(durability);
+        // Not synced here: the caller syncs the log for many writes at once (`sync_wal`).
+        let mut options = write_options(Durability::Buffered);
         options.set_no_slowdown(true);
         let written = if state.is_empty() {
             self.db.delete_cf_opt(self.cf(CF_DATA), &raw_key, &options)
@@ -252,6 +249,10 @@ impl Engine for RocksEngine {
             Err(e) if e.kind() == ErrorKind::Incomplete => None,
             Err(e) => Some(Err(io(e))),
         }
+    }
+
+    fn sync_wal(&self) -> Result<(), EngineError> {
+        self.db.flush_wal(true).map_err(io)
     }
 
     fn update(

@@ -6,6 +6,11 @@
 //! [`process`] owns the peer processes. The binary (`src/main.rs`) only parses flags and
 //! prints. Figures come from here, never from timed tests.
 
+/// etcd's v3 KV gRPC API, the subset in `proto/etcd_kv.proto` (package `etcdserverpb`).
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
+pub mod etcd_proto {
+    tonic::include_proto!("etcdserverpb");
+}
 pub mod process;
 pub mod run;
 pub mod target;

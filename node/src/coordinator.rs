@@ -152,6 +152,37 @@ pub struct Coordinator {
 
 type ReplicaReply = (NodeId, Result<KeyState, String>);
 
+/// The replies of a read so far: the states, their merge, and the first failure.
+struct Gathered {
+    replies: Vec<(NodeId, KeyState)>,
+    merged: KeyState,
+    first_error: String,
+}
+
+impl Gathered {
+    fn new(replicas: usize) -> Gathered {
+        Gathered {
+            replies: Vec::with_capacity(replicas),
+            merged: KeyState::new(),
+            first_error: String::new(),
+        }
+    }
+
+    fn absorb(&mut self, (node, reply): ReplicaReply) {
+        match reply {
+            Ok(state) => {
+                self.merged.merge(&state);
+                self.replies.push((node, state));
+            }
+            Err(e) => {
+                if self.first_error.is_empty() {
+                    self.first_error = format!(": {node}: {e}");
+                }
+            }
+        }
+    }
+}
+
 impl Coordinator {
     /// A coordinator over a node's shared state.
     pub fn new(core: Arc<NodeCore>) -> Coordinator {
@@ -176,7 +207,12 @@ impl Coordinator {
         let ring = self.core.membership.ring();
         let pref = self.preference_list(&ring, &key)?;
         let (tx, mut rx) = mpsc::channel::<ReplicaReply>(pref.len());
+        let mut local = None;
         for node in pref.iter() {
+            if node == self.core.me() {
+                local = Some(node.clone());
+                continue;
+            }
             let tx = tx.clone();
             let this = self.clone();
             let (node, key) = (node.clone(), key.clone());
@@ -187,23 +223,23 @@ impl Coordinator {
         }
         drop(tx);
 
-        let mut replies: Vec<(NodeId, KeyState)> = Vec::with_capacity(pref.len());
-        let mut first_error = String::new();
-        let mut merged = KeyState::new();
-        while replies.len() < usize::from(r) {
+        let mut gathered = Gathered::new(pref.len());
+        // The local copy is read here, without a task of its own, while the peers answer.
+        if let Some(me) = local {
+            let reply = self.read_replica(&me, &key, deadline).await;
+            gathered.absorb((me, reply));
+        }
+        while gathered.replies.len() < usize::from(r) {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((node, Ok(state)))) => {
-                    merged.merge(&state);
-                    replies.push((node, state));
-                }
-                Ok(Some((node, Err(e)))) => {
-                    if first_error.is_empty() {
-                        first_error = format!(": {node}: {e}");
-                    }
-                }
+                Ok(Some(reply)) => gathered.absorb(reply),
                 Ok(None) | Err(_) => break,
             }
         }
+        let Gathered {
+            replies,
+            merged,
+            first_error,
+        } = gathered;
         let replied = replies.len();
         if replied < usize::from(r) {
             return Err(RequestError::QuorumNotMet {
@@ -219,8 +255,12 @@ impl Coordinator {
             self.core.metrics.sibling_explosions.inc();
             tracing::warn!(key = ?key, siblings, "key has many siblings: resolve them with a context");
         }
-        let repair = self.clone();
-        tokio::spawn(async move { repair.read_repair(key, replies, rx, deadline).await });
+        // Every replica answered and agrees (always so with N=1): nothing to repair.
+        let settled = replied == pref.len() && replies.iter().all(|(_, state)| *state == merged);
+        if !settled {
+            let repair = self.clone();
+            tokio::spawn(async move { repair.read_repair(key, replies, rx, deadline).await });
+        }
         Ok(ReadOutcome { state: merged, replied })
     }
 
@@ -241,27 +281,22 @@ impl Coordinator {
             return Err("down".to_owned());
         }
         let address = self.core.membership.address(node).ok_or("no address")?;
-        let mut client = self.core.peers.replica(node, address);
-        let request = proto::ReplicaReadRequest {
-            key: key.bytes().clone(),
-        };
-        let answer = tokio::time::timeout_at(deadline, client.read(request)).await;
-        match answer {
-            Ok(Ok(response)) => {
+        let batcher = self.core.peers.batcher(node, address);
+        match batcher.read(key.bytes().clone(), deadline).await {
+            Ok(bytes) => {
                 self.core.membership.report(node, true);
-                let bytes = response.into_inner().state;
                 if bytes.is_empty() {
                     return Ok(KeyState::new());
                 }
                 record::decode(&bytes).map_err(|e| format!("invalid state: {e}"))
             }
-            Ok(Err(status)) => {
-                self.replica_failed(node, &status);
-                Err(status.message().to_owned())
-            }
-            Err(_) => {
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
                 self.core.metrics.replica_rpc_errors.inc();
                 Err("timed out".to_owned())
+            }
+            Err(status) => {
+                self.replica_failed(node, &status);
+                Err(status.message().to_owned())
             }
         }
     }
@@ -341,10 +376,10 @@ impl Coordinator {
             request.context.clone()
         };
         let value = request.value.clone();
-        let state = self
+        let (state, local_sync) = self
             .core
             .store
-            .update(request.key.clone(), move |s| {
+            .update_then_sync(request.key.clone(), move |s| {
                 s.put_with_floor(
                     actor,
                     &context,
@@ -360,9 +395,14 @@ impl Coordinator {
         // With the injected bug the copies still go out, but nobody waits for them.
         let ack_early = ringkv_storage::injected_bug::active(ringkv_storage::injected_bug::Bug::AckBeforeQuorum);
         let needed = if ack_early { 0 } else { request.w.saturating_sub(1) };
-        let mut acks = 1 + self
-            .replicate(&ring, &pref, &request.key, &state, needed, deadline)
-            .await?;
+        // The copies go out while the local log flush (if any) runs; the local copy counts
+        // only once it is durable.
+        let (local, remote) = tokio::join!(
+            local_sync.wait(),
+            self.replicate(&ring, &pref, &request.key, &state, needed, deadline)
+        );
+        local?;
+        let mut acks = 1 + remote?;
         if ack_early {
             acks = usize::from(request.w);
         }
@@ -500,25 +540,25 @@ impl Coordinator {
             return result.map_err(|e| e.to_string());
         }
         let address = self.core.membership.address(node).ok_or("no address")?;
-        let mut client = self.core.peers.replica(node, address);
+        let batcher = self.core.peers.batcher(node, address);
         let request = proto::ReplicaMergeRequest {
             key: key.bytes().clone(),
             state: encoded.clone(),
             hint_for: hint_for.map(|t| t.to_string()).unwrap_or_default(),
         };
-        match tokio::time::timeout_at(deadline, client.merge(request)).await {
-            Ok(Ok(_)) => {
+        match batcher.merge(request, deadline).await {
+            Ok(()) => {
                 self.core.membership.report(node, true);
                 Ok(())
             }
-            Ok(Err(status)) => {
-                self.replica_failed(node, &status);
-                Err(status.message().to_owned())
-            }
-            Err(_) => {
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
                 self.core.metrics.replica_rpc_errors.inc();
                 self.core.membership.report(node, false);
                 Err("timed out".to_owned())
+            }
+            Err(status) => {
+                self.replica_failed(node, &status);
+                Err(status.message().to_owned())
             }
         }
     }

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod network;
 pub mod node_core;
 pub mod peers;
+pub mod replica_batcher;
 pub mod replica_service;
 pub mod server;
 pub mod tombstone_gc;

@@ -47,6 +47,23 @@ pub async fn off_runtime<T: Send + 'static>(
         .map_err(|e| StoreError::Task(e.to_string()))
 }
 
+/// What a write made by [`LocalStore::update_then_sync`] still needs before it may be
+/// acknowledged: nothing, or a flush of the log by the group commit.
+#[must_use = "a synced write is durable only once `wait` returns"]
+pub struct PendingSync {
+    group_commit: Option<Arc<GroupCommit>>,
+}
+
+impl PendingSync {
+    /// Waits until the write is durable.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        match self.group_commit {
+            Some(group_commit) => group_commit.durable().await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// An engine shared by the node's tasks.
 #[derive(Clone)]
 pub struct LocalStore {
@@ -122,8 +139,22 @@ impl LocalStore {
     pub async fn update(
         &self,
         key: Key,
-        mut change: impl FnMut(&mut KeyState) + Send + 'static,
+        change: impl FnMut(&mut KeyState) + Send + 'static,
     ) -> Result<KeyState, StoreError> {
+        let (state, sync) = self.update_then_sync(key, change).await?;
+        sync.wait().await?;
+        Ok(state)
+    }
+
+    /// [`LocalStore::update`] in two steps: the change, applied and visible, then its
+    /// [`PendingSync`], which the caller must wait on before acknowledging the write. The
+    /// coordinator uses the gap to send the new state to the other replicas while the
+    /// local log flush runs.
+    pub async fn update_then_sync(
+        &self,
+        key: Key,
+        mut change: impl FnMut(&mut KeyState) + Send + 'static,
+    ) -> Result<(KeyState, PendingSync), StoreError> {
         let mut before = None;
         let in_place = self.engine.update_in_memory(&key, &mut |state| {
             before = digest(state);
@@ -133,23 +164,26 @@ impl LocalStore {
             let after = result?;
             self.index.record(&key, before, digest(&after));
             // Even when `change` altered nothing, the state it saw may come from a write
-            // that is not durable yet: wait for the flush in every case.
-            if let Some(group_commit) = &self.group_commit {
-                group_commit.durable().await?;
-            }
-            return Ok(after);
+            // that is not durable yet: wait for a flush in every case.
+            let sync = PendingSync {
+                group_commit: self.group_commit.clone(),
+            };
+            return Ok((after, sync));
         }
         let index = Arc::clone(&self.index);
-        self.run(move |e, d| {
-            let mut before = None;
-            let after = e.update(&key, d, &mut |state| {
-                before = digest(state);
-                change(state);
-            })?;
-            index.record(&key, before, digest(&after));
-            Ok(after)
-        })
-        .await
+        let after = self
+            .run(move |e, d| {
+                let mut before = None;
+                let after = e.update(&key, d, &mut |state| {
+                    before = digest(state);
+                    change(state);
+                })?;
+                index.record(&key, before, digest(&after));
+                Ok(after)
+            })
+            .await?;
+        // The engine synced it itself (`update` with the store's durability).
+        Ok((after, PendingSync { group_commit: None }))
     }
 
     /// Merges a state from another replica.

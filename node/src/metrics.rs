@@ -61,6 +61,10 @@ pub struct Metrics {
     pub read_repairs: Counter,
     /// Replica RPCs that failed (transport error, timeout or error status).
     pub replica_rpc_errors: Counter,
+    /// Batched replica calls (`Apply`) this node served.
+    pub replica_batches: Counter,
+    /// Reads and merges those calls carried (over `replica_batches`: the mean batch).
+    pub replica_batched_ops: Counter,
     /// Keys read with more than `SIBLINGS_WARN` live siblings.
     pub sibling_explosions: Counter,
     /// Anti-entropy exchanges completed.
@@ -120,6 +124,18 @@ impl Metrics {
             "read_repairs",
             "Stale replicas repaired after a read",
             read_repairs.clone(),
+        );
+        let replica_batches = Counter::default();
+        registry.register(
+            "replica_batches",
+            "Batched replica calls served (reads and merges sent together by a coordinator)",
+            replica_batches.clone(),
+        );
+        let replica_batched_ops = Counter::default();
+        registry.register(
+            "replica_batched_ops",
+            "Replica reads and merges received in batched calls",
+            replica_batched_ops.clone(),
         );
         let replica_rpc_errors = Counter::default();
         registry.register(
@@ -198,6 +214,8 @@ impl Metrics {
             hinted_writes,
             read_repairs,
             replica_rpc_errors,
+            replica_batches,
+            replica_batched_ops,
             sibling_explosions,
         }
     }

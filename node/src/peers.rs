@@ -1,7 +1,9 @@
 //! One HTTP/2 connection per peer, shared by every request to it.
 //!
 //! Channels are created lazily on first use and kept: tonic multiplexes concurrent RPCs
-//! over the one connection, and reconnects by itself after the peer restarts. Keep-alive
+//! over the one connection, and reconnects by itself after the peer restarts. The
+//! coordinator's replica reads and merges go through the peer's [`ReplicaBatcher`] on the
+//! same connection. Keep-alive
 //! pings make a connection that silently died (a cut network) fail fast instead of
 //! hanging until the request timeout.
 
@@ -16,6 +18,7 @@ use ringkv_ring::NodeId;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::network::Network;
+use crate::replica_batcher::ReplicaBatcher;
 
 /// Largest message a replica RPC may carry (a batch of states).
 pub const REPLICA_MESSAGE_BYTES_MAX: usize = 256 << 20;
@@ -26,7 +29,13 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Lazily connected channels to peers, by node id.
 pub struct Peers {
     network: Network,
-    channels: Mutex<BTreeMap<NodeId, (SocketAddr, Channel)>>,
+    channels: Mutex<BTreeMap<NodeId, Connection>>,
+}
+
+struct Connection {
+    address: SocketAddr,
+    channel: Channel,
+    batcher: ReplicaBatcher,
 }
 
 impl Peers {
@@ -38,24 +47,38 @@ impl Peers {
         }
     }
 
-    /// The channel to `node` at `address`, created if needed (or if the address changed).
-    pub fn channel(&self, node: &NodeId, address: SocketAddr) -> Channel {
+    fn connection<T>(&self, node: &NodeId, address: SocketAddr, pick: impl FnOnce(&Connection) -> T) -> T {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((known, channel)) = channels.get(node) {
-            if *known == address {
-                return channel.clone();
+        if let Some(known) = channels.get(node) {
+            if known.address == address {
+                return pick(known);
             }
         }
         let channel = self.network.lazy_channel(endpoint(address));
-        channels.insert(node.clone(), (address, channel.clone()));
-        channel
+        let batcher = ReplicaBatcher::start(replica_client(channel.clone()));
+        let connection = Connection {
+            address,
+            channel,
+            batcher,
+        };
+        let picked = pick(&connection);
+        channels.insert(node.clone(), connection);
+        picked
+    }
+
+    /// The channel to `node` at `address`, created if needed (or if the address changed).
+    pub fn channel(&self, node: &NodeId, address: SocketAddr) -> Channel {
+        self.connection(node, address, |c| c.channel.clone())
+    }
+
+    /// The batching sender of replica reads and merges to `node`.
+    pub fn batcher(&self, node: &NodeId, address: SocketAddr) -> ReplicaBatcher {
+        self.connection(node, address, |c| c.batcher.clone())
     }
 
     /// A replica API client for `node`.
     pub fn replica(&self, node: &NodeId, address: SocketAddr) -> ReplicaClient<Channel> {
-        ReplicaClient::new(self.channel(node, address))
-            .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
+        replica_client(self.channel(node, address))
     }
 
     /// A client API client for `node` (used to forward a write to a replica of its key).
@@ -64,6 +87,12 @@ impl Peers {
             .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
     }
+}
+
+fn replica_client(channel: Channel) -> ReplicaClient<Channel> {
+    ReplicaClient::new(channel)
+        .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
 }
 
 fn endpoint(address: SocketAddr) -> Endpoint {

@@ -20,6 +20,8 @@ use ringkv_storage::SEGMENT_LEAVES;
 
 /// Most entries in one `MergeBatch` call.
 pub const MERGE_BATCH_ENTRIES_MAX: usize = 4096;
+/// Most operations in one `Apply` call (the batcher's batches are smaller).
+pub const REPLICA_OPS_MAX: usize = 256;
 
 /// Serves the replica API over a node's store.
 pub struct ReplicaService {
@@ -60,6 +62,40 @@ impl ReplicaService {
         }
         Ok(state)
     }
+
+    async fn read_op(&self, request: proto::ReplicaReadRequest) -> Result<Bytes, Status> {
+        if self.core.membership.local_state() == LocalState::Joining {
+            return Err(Status::unavailable(format!(
+                "node {} is joining: its ranges are still being transferred",
+                self.core.me()
+            )));
+        }
+        let key = self.key(request.key)?;
+        let state = self.core.store.get(key).await.map_err(internal)?;
+        Ok(state.map(|s| Bytes::from(record::encode(&s))).unwrap_or_default())
+    }
+
+    async fn merge_op(&self, request: proto::ReplicaMergeRequest) -> Result<(), Status> {
+        let key = self.key(request.key)?;
+        let state = self.state(&request.state)?;
+        if request.hint_for.is_empty() {
+            self.core.store.merge(key, state).await.map_err(internal)?;
+            return Ok(());
+        }
+        let target = NodeId::try_from(request.hint_for.as_str())
+            .map_err(|e| Status::invalid_argument(format!("hint_for: {e}")))?;
+        if target == *self.core.me() {
+            // We are the intended owner after all (a stale liveness view elsewhere).
+            self.core.store.merge(key, state).await.map_err(internal)?;
+        } else {
+            self.core
+                .store
+                .put_hint(target, key, state)
+                .await
+                .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        }
+        Ok(())
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -72,15 +108,7 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::ReplicaReadRequest>,
     ) -> Result<Response<proto::ReplicaReadResponse>, Status> {
-        if self.core.membership.local_state() == LocalState::Joining {
-            return Err(Status::unavailable(format!(
-                "node {} is joining: its ranges are still being transferred",
-                self.core.me()
-            )));
-        }
-        let key = self.key(request.into_inner().key)?;
-        let state = self.core.store.get(key).await.map_err(internal)?;
-        let state = state.map(|s| Bytes::from(record::encode(&s))).unwrap_or_default();
+        let state = self.read_op(request.into_inner()).await?;
         Ok(Response::new(proto::ReplicaReadResponse { state }))
     }
 
@@ -88,26 +116,45 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::ReplicaMergeRequest>,
     ) -> Result<Response<proto::ReplicaMergeResponse>, Status> {
-        let request = request.into_inner();
-        let key = self.key(request.key)?;
-        let state = self.state(&request.state)?;
-        if request.hint_for.is_empty() {
-            self.core.store.merge(key, state).await.map_err(internal)?;
-        } else {
-            let target = NodeId::try_from(request.hint_for.as_str())
-                .map_err(|e| Status::invalid_argument(format!("hint_for: {e}")))?;
-            if target == *self.core.me() {
-                // We are the intended owner after all (a stale liveness view elsewhere).
-                self.core.store.merge(key, state).await.map_err(internal)?;
-            } else {
-                self.core
-                    .store
-                    .put_hint(target, key, state)
-                    .await
-                    .map_err(|e| Status::resource_exhausted(e.to_string()))?;
-            }
-        }
+        self.merge_op(request.into_inner()).await?;
         Ok(Response::new(proto::ReplicaMergeResponse {}))
+    }
+
+    async fn apply(
+        &self,
+        request: Request<proto::ReplicaOpsRequest>,
+    ) -> Result<Response<proto::ReplicaOpsResponse>, Status> {
+        let ops = request.into_inner().ops;
+        if ops.len() > REPLICA_OPS_MAX {
+            return Err(Status::invalid_argument(format!(
+                "{} operations in one call, the limit is {REPLICA_OPS_MAX}",
+                ops.len()
+            )));
+        }
+        self.core.metrics.replica_batches.inc();
+        self.core.metrics.replica_batched_ops.inc_by(ops.len() as u64);
+        // Concurrently, so that synced merges share log flushes (group commit).
+        let results = futures::future::join_all(ops.into_iter().map(|op| async move {
+            let outcome = match op.op {
+                Some(proto::replica_op::Op::Read(read)) => self.read_op(read).await,
+                Some(proto::replica_op::Op::Merge(merge)) => self.merge_op(merge).await.map(|()| Bytes::new()),
+                None => Err(Status::invalid_argument("an operation with neither read nor merge")),
+            };
+            match outcome {
+                Ok(state) => proto::ReplicaOpResult {
+                    code: 0,
+                    message: String::new(),
+                    state,
+                },
+                Err(status) => proto::ReplicaOpResult {
+                    code: status.code() as i32,
+                    message: status.message().to_owned(),
+                    state: Bytes::new(),
+                },
+            }
+        }))
+        .await;
+        Ok(Response::new(proto::ReplicaOpsResponse { results }))
     }
 
     async fn merge_batch(

@@ -347,3 +347,54 @@ async fn ttl_values_expire() {
     .await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_reach_the_replicas_in_batches_and_all_land() {
+    let cluster = TestCluster::start(3, 3).await;
+    let client = cluster.client_for(0);
+    const WRITES: usize = 200;
+    let writes = (0..WRITES).map(|i| {
+        let client = client.clone();
+        async move { client.put(format!("b{i}"), format!("v{i}"), &Context::empty()).await }
+    });
+    for written in futures::future::join_all(writes).await {
+        written.unwrap();
+    }
+    // Every write is readable from every node at R=3 (all replicas hold it).
+    for node in 0..3 {
+        let reader = cluster.client_for(node);
+        let read = reader
+            .get_with(
+                "b7",
+                ReadOptions {
+                    consistency: Some(Consistency::All),
+                    ..ReadOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(values(&read), vec!["v7".to_owned()]);
+    }
+    // n1 coordinated every write: its two peers received each copy through `Apply`, and
+    // with 200 writes in flight at once some calls carried more than one.
+    let mut batches = 0;
+    let mut ops = 0;
+    for node in 1..3 {
+        let admin = cluster.node(node).admin_address().unwrap();
+        let (_, metrics) = http_get(admin, "/metrics").await;
+        batches += metric(&metrics, "ringkv_replica_batches_total");
+        ops += metric(&metrics, "ringkv_replica_batched_ops_total");
+    }
+    assert!(ops >= 2 * WRITES as u64, "{ops} batched operations for {WRITES} writes");
+    assert!(
+        batches < ops,
+        "{batches} calls for {ops} operations: nothing was batched"
+    );
+    cluster.shutdown().await;
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}

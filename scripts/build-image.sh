@@ -28,9 +28,10 @@ triple=x86_64-unknown-linux-gnu
 start=$(date +%s)
 echo "build-image: static ringkv (dev profile, glibc +crt-static) in $target_dir"
 # --target makes RUSTFLAGS apply to the binary only, not to build scripts or proc macros
-# (which must stay dynamic).
+# (which must stay dynamic). Without the default `jemalloc` feature: glibc's malloc, which
+# static linking needs (docs/containers.md).
 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$target_dir" \
-    cargo build --locked -p ringkv-node --bin ringkv --target "$triple"
+    cargo build --locked -p ringkv-node --no-default-features --bin ringkv --target "$triple"
 bin="$target_dir/$triple/debug/ringkv"
 echo "build-image: cargo took $(( $(date +%s) - start ))s"
 

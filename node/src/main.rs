@@ -10,7 +10,7 @@ mod cli;
 /// `unprefixed_malloc` feature replaces `malloc` itself). Against glibc's allocator, which
 /// took about 12% of the CPU in the profile (`docs/benchmarks.md`), it gave 37% more
 /// single-node reads per second; it is also what RocksDB is tuned and tested with.
-#[cfg(not(target_env = "msvc"))]
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -195,18 +195,21 @@ mod tests {
 
     fn start(log: &Arc<FakeLog>) -> GroupCommit {
         let log = Arc::clone(log);
-        GroupCommit::start(move || log.sync()).unwrap()
+        GroupCommit::start(move || log.sync()).expect("the syncer thread starts")
     }
 
+    // Holding the log shut across awaits is the point: the syncer thread, not a task,
+    // waits on the gate, and the test's tasks never take it.
+    #[allow(clippy::await_holding_lock)]
     #[tokio::test]
     async fn a_write_waits_for_a_flush_and_concurrent_writes_share_flushes() {
         let log = Arc::new(FakeLog::default());
         let commit = Arc::new(start(&log));
-        commit.durable().await.unwrap();
+        commit.durable().await.expect("durable");
         assert_eq!(log.syncs(), 1);
 
         // Hold the log shut while one flush is in progress and 50 writers pile up.
-        let held = log.gate.lock().unwrap();
+        let held = log.gate.lock().expect("gate");
         let first = tokio::spawn({
             let commit = Arc::clone(&commit);
             async move { commit.durable().await }
@@ -221,9 +224,9 @@ mod tests {
         wait_until(|| commit.shared.lock().issued == 52).await;
         assert!(!first.is_finished(), "acknowledged before its flush finished");
         drop(held);
-        first.await.unwrap().unwrap();
+        first.await.expect("task").expect("durable");
         for writer in writers {
-            writer.await.unwrap().unwrap();
+            writer.await.expect("task").expect("durable");
         }
         // The first flush, the held one, and at most one more for the 50 behind it.
         assert!(
@@ -238,9 +241,9 @@ mod tests {
     async fn a_failed_flush_fails_its_writes_and_every_later_one() {
         let log = Arc::new(FakeLog::default());
         let commit = start(&log);
-        commit.durable().await.unwrap();
+        commit.durable().await.expect("durable");
         log.fail.store(true, Ordering::SeqCst);
-        let error = commit.durable().await.unwrap_err();
+        let error = commit.durable().await.expect_err("the flush failed");
         assert!(error.to_string().contains("disk gone"), "{error}");
         log.fail.store(false, Ordering::SeqCst);
         assert!(commit.durable().await.is_err(), "a failed log stays failed");

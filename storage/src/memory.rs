@@ -95,7 +95,11 @@ impl Engine for MemoryEngine {
         let mut tables = self.tables();
         let mut changes: BTreeMap<Key, StateChange> = BTreeMap::new();
         for (key, incoming) in entries {
-            let state = tables.data.entry(key.detached()).or_default();
+            // Only a key new to the map is copied out of its request buffer.
+            if !tables.data.contains_key(key) {
+                tables.data.insert(key.detached(), KeyState::default());
+            }
+            let state = tables.data.entry(key.clone()).or_default();
             let before = state.clone();
             state.merge(incoming);
             let after = state.clone();

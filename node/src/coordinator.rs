@@ -10,9 +10,12 @@
 //!   down or fails is replaced by the next live node after the preference list, which
 //!   stores the copy as a *hint* for it (sloppy quorum). Replication keeps going in the
 //!   background after the answer, so slow replicas still get the write.
-//! - [`Coordinator::get`]: ask all N replicas, answer once R replied with the merge of
-//!   their states, then keep collecting until the deadline and send the merged state to
-//!   every replica found stale (read repair).
+//! - [`Coordinator::get`]: ask R replicas (this node's copy first), answer once R replied
+//!   with the merge of their states, and send the merged state to every replica asked that
+//!   was found stale (read repair). A replica that fails is replaced by the next at once;
+//!   one that is slow, after [`READ_HEDGE_AFTER`], by asking all the others. Replicas not
+//!   asked are brought up to date by anti-entropy (see `docs/design-decisions.md` for why
+//!   reads do not ask all N, as Dynamo's do).
 //!
 //! Placement (which nodes) comes from `ringkv_ring`; how many must answer is decided
 //! here. The two never mix.
@@ -30,6 +33,13 @@ use tokio::time::Instant;
 
 use crate::local_store::StoreError;
 use crate::node_core::NodeCore;
+
+/// How long a read waits for the R replicas it asked before it asks the others too.
+///
+/// Longer than a replica read takes on a loaded node (a few milliseconds in the 3-node
+/// benchmark), so that hedging stays the exception; short against the request timeout,
+/// so a replica that hangs without failing costs a read this much and no more.
+pub const READ_HEDGE_AFTER: Duration = Duration::from_millis(25);
 
 /// Why a client request failed.
 #[derive(Debug, thiserror::Error)]
@@ -202,46 +212,80 @@ impl Coordinator {
     }
 
     /// Reads `key` from `r` replicas.
+    ///
+    /// Asks this node's copy (when it holds one) and just enough peers for `r` answers, in
+    /// [`peer_read_order`]. A peer that fails is replaced by the next one at once; if the
+    /// answers are not all in after [`READ_HEDGE_AFTER`], every remaining replica is asked
+    /// too, and the first `r` answers win.
     pub async fn get(&self, key: Key, r: u8, timeout: Duration) -> Result<ReadOutcome, RequestError> {
         let deadline = Instant::now() + timeout;
+        let needed = usize::from(r);
         let ring = self.core.membership.ring();
         let pref = self.preference_list(&ring, &key)?;
+        let me = self.core.me();
+        let holds_copy = pref.contains(me);
+        let membership = &self.core.membership;
+        let mut unasked: VecDeque<NodeId> = peer_read_order(pref.nodes(), me, |n| membership.is_alive(n)).into();
+        // Room for every peer's answer, so no sender ever waits.
         let (tx, mut rx) = mpsc::channel::<ReplicaReply>(pref.len());
-        let mut local = None;
-        for node in pref.iter() {
-            if node == self.core.me() {
-                local = Some(node.clone());
-                continue;
+        let mut outstanding = 0usize;
+        for _ in 0..needed.saturating_sub(usize::from(holds_copy)) {
+            if let Some(peer) = unasked.pop_front() {
+                self.ask_replica(peer, &key, deadline, &tx);
+                outstanding += 1;
             }
-            let tx = tx.clone();
-            let this = self.clone();
-            let (node, key) = (node.clone(), key.clone());
-            tokio::spawn(async move {
-                let reply = this.read_replica(&node, &key, deadline).await;
-                let _ = tx.send((node, reply)).await;
-            });
         }
-        drop(tx);
 
         let mut gathered = Gathered::new(pref.len());
         // The local copy is read here, without a task of its own, while the peers answer.
-        if let Some(me) = local {
-            let reply = self.read_replica(&me, &key, deadline).await;
-            gathered.absorb((me, reply));
+        if holds_copy {
+            let reply = self.read_replica(me, &key, deadline).await;
+            gathered.absorb((me.clone(), reply));
         }
-        while gathered.replies.len() < usize::from(r) {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(reply)) => gathered.absorb(reply),
-                Ok(None) | Err(_) => break,
+        let hedge = tokio::time::sleep_until(Instant::now() + READ_HEDGE_AFTER);
+        let expiry = tokio::time::sleep_until(deadline);
+        tokio::pin!(hedge, expiry);
+        let mut hedged = false;
+        while gathered.replies.len() < needed {
+            // Failures leave fewer answers coming than still needed: ask the next peers.
+            let missing = needed - gathered.replies.len();
+            while outstanding < missing {
+                let Some(peer) = unasked.pop_front() else { break };
+                self.ask_replica(peer, &key, deadline, &tx);
+                outstanding += 1;
+            }
+            if outstanding == 0 {
+                break; // nobody left to ask
+            }
+            tokio::select! {
+                // In order, not at random: the simulation replays a seed only if nothing
+                // here draws from tokio's unseeded generator.
+                biased;
+                reply = rx.recv() => {
+                    let Some(reply) = reply else { break };
+                    outstanding -= 1;
+                    gathered.absorb(reply);
+                }
+                () = &mut hedge, if !hedged && !unasked.is_empty() => {
+                    hedged = true;
+                    self.core.metrics.read_hedges.inc();
+                    while let Some(peer) = unasked.pop_front() {
+                        self.ask_replica(peer, &key, deadline, &tx);
+                        outstanding += 1;
+                    }
+                }
+                () = &mut expiry => break,
             }
         }
+        drop(tx);
+        debug_assert!(gathered.replies.len() + outstanding <= pref.len());
         let Gathered {
             replies,
             merged,
             first_error,
         } = gathered;
         let replied = replies.len();
-        if replied < usize::from(r) {
+        if replied < needed {
             return Err(RequestError::QuorumNotMet {
                 op: "read",
                 replied,
@@ -255,13 +299,22 @@ impl Coordinator {
             self.core.metrics.sibling_explosions.inc();
             tracing::warn!(key = ?key, siblings, "key has many siblings: resolve them with a context");
         }
-        // Every replica answered and agrees (always so with N=1): nothing to repair.
-        let settled = replied == pref.len() && replies.iter().all(|(_, state)| *state == merged);
+        // Every replica asked has answered, and they agree: nothing to repair.
+        let settled = outstanding == 0 && replies.iter().all(|(_, state)| *state == merged);
         if !settled {
             let repair = self.clone();
             tokio::spawn(async move { repair.read_repair(key, replies, rx, deadline).await });
         }
         Ok(ReadOutcome { state: merged, replied })
+    }
+
+    /// Reads `node`'s copy of `key` in a task of its own, answering on `replies`.
+    fn ask_replica(&self, node: NodeId, key: &Key, deadline: Instant, replies: &mpsc::Sender<ReplicaReply>) {
+        let (replies, this, key) = (replies.clone(), self.clone(), key.clone());
+        tokio::spawn(async move {
+            let reply = this.read_replica(&node, &key, deadline).await;
+            let _ = replies.send((node, reply)).await;
+        });
     }
 
     async fn read_replica(&self, node: &NodeId, key: &Key, deadline: Instant) -> Result<KeyState, String> {
@@ -308,7 +361,8 @@ impl Coordinator {
         }
     }
 
-    /// Waits for the remaining replies, then sends the merge of all to stale replicas.
+    /// Waits for the replies still coming from the replicas asked, then sends the merge of
+    /// all to those found stale.
     async fn read_repair(
         &self,
         key: Key,
@@ -636,8 +690,79 @@ impl Coordinator {
     }
 }
 
+/// The peers a read asks, in the order it asks them: live peers first, starting after this
+/// node's place in the preference list (or, when it holds no copy, at a place derived from
+/// its id), so that the coordinators of one key send their reads to different replicas;
+/// then the peers believed down, in case the failure detector is wrong.
+fn peer_read_order(pref: &[NodeId], me: &NodeId, alive: impl Fn(&NodeId) -> bool) -> Vec<NodeId> {
+    let nodes = pref;
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let start = match nodes.iter().position(|n| n == me) {
+        Some(mine) => mine + 1,
+        None => {
+            let mut hasher = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(me.as_str(), &mut hasher);
+            (std::hash::Hasher::finish(&hasher) % nodes.len() as u64) as usize
+        }
+    };
+    let peers = nodes[start..]
+        .iter()
+        .chain(&nodes[..start])
+        .filter(|n| *n != me)
+        .cloned();
+    let (mut order, down): (Vec<NodeId>, Vec<NodeId>) = peers.partition(|n| alive(n));
+    order.extend(down);
+    debug_assert_eq!(order.len(), nodes.len() - usize::from(nodes.contains(me)));
+    order
+}
+
 /// Whether an UNAVAILABLE status came from the connection rather than from the peer's
 /// own answer (which always carries our error text).
 fn is_transport_failure(status: &tonic::Status) -> bool {
     !status.message().contains("quorum not met") && !status.message().contains("no replica of the key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> Vec<NodeId> {
+        names.iter().map(|n| NodeId::try_from(*n).expect("valid id")).collect()
+    }
+
+    #[test]
+    fn reads_start_after_the_coordinators_place_so_coordinators_spread_them() {
+        let pref = ids(&["a", "b", "c"]);
+        let all_alive = |_: &NodeId| true;
+        assert_eq!(peer_read_order(&pref, &pref[0], all_alive), ids(&["b", "c"]));
+        assert_eq!(peer_read_order(&pref, &pref[1], all_alive), ids(&["c", "a"]));
+        assert_eq!(peer_read_order(&pref, &pref[2], all_alive), ids(&["a", "b"]));
+        // The first peer each coordinator asks is a different replica.
+        let firsts: Vec<NodeId> = pref
+            .iter()
+            .map(|me| peer_read_order(&pref, me, all_alive)[0].clone())
+            .collect();
+        assert_eq!(firsts, ids(&["b", "c", "a"]));
+    }
+
+    #[test]
+    fn peers_believed_down_come_last_and_nobody_is_left_out() {
+        let pref = ids(&["a", "b", "c", "d"]);
+        let down = ids(&["c"]);
+        let order = peer_read_order(&pref, &pref[0], |n| !down.contains(n));
+        assert_eq!(order, ids(&["b", "d", "c"]));
+    }
+
+    #[test]
+    fn a_coordinator_without_a_copy_asks_every_replica() {
+        let pref = ids(&["a", "b", "c"]);
+        let outsider = NodeId::try_from("z").expect("valid id");
+        let mut order = peer_read_order(&pref, &outsider, |_| true);
+        assert_eq!(order.len(), 3);
+        order.sort();
+        assert_eq!(order, pref);
+        assert!(peer_read_order(&[], &outsider, |_| true).is_empty());
+    }
 }

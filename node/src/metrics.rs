@@ -59,6 +59,8 @@ pub struct Metrics {
     pub hinted_writes: Counter,
     /// Replicas sent a merged state after a read found them stale.
     pub read_repairs: Counter,
+    /// Reads that asked more replicas than R because one was slow or failed.
+    pub read_hedges: Counter,
     /// Replica RPCs that failed (transport error, timeout or error status).
     pub replica_rpc_errors: Counter,
     /// Batched replica calls (`Apply`) this node served.
@@ -124,6 +126,12 @@ impl Metrics {
             "read_repairs",
             "Stale replicas repaired after a read",
             read_repairs.clone(),
+        );
+        let read_hedges = Counter::default();
+        registry.register(
+            "read_hedges",
+            "Reads that asked further replicas after the first R were slow or failed",
+            read_hedges.clone(),
         );
         let replica_batches = Counter::default();
         registry.register(
@@ -213,6 +221,7 @@ impl Metrics {
             hints_delivered,
             hinted_writes,
             read_repairs,
+            read_hedges,
             replica_rpc_errors,
             replica_batches,
             replica_batched_ops,

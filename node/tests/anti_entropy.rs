@@ -194,13 +194,15 @@ async fn purged_tombstone_never_resurrects_the_value() {
         async move { states(cluster, k).await.iter().all(Option::is_none).then_some(()) }
     })
     .await;
+    // The key is gone from every replica: that is the purge. The metric is not checked:
+    // right after n3's restart two nodes may each think they coordinate the key (their
+    // liveness views differ) and purge it concurrently; each then finds some replica
+    // already empty and counts no complete purge (seen twice on a loaded machine), which
+    // is harmless, since a purge deletes only an unchanged tombstone.
     let purged: u64 = (0..3)
         .map(|i| cluster.node(i).core().metrics.tombstones_purged.get())
         .sum();
-    // Normally one coordinator purges; right after n3's restart two nodes may each think
-    // they coordinate the key (their liveness views differ) and both purge, which is
-    // harmless (a purge deletes only an unchanged tombstone). Seen once on a loaded machine.
-    assert!((1..=3).contains(&purged), "{purged} purges of one key");
+    assert!(purged <= 3, "{purged} complete purges of one key by three nodes");
 
     // Give anti-entropy and hand-off time to bring anything back; nothing may return.
     let until = Instant::now() + Duration::from_secs(2);

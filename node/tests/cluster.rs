@@ -398,3 +398,43 @@ fn metric(text: &str, name: &str) -> u64 {
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_asks_r_replicas_and_replaces_one_that_is_down() {
+    let mut cluster = TestCluster::start(3, 3).await;
+    let key = "asked-key";
+    let ring = cluster.node(0).core().membership.ring();
+    let pref = ring.preference_list(key_position(key.as_bytes()), 3);
+    let [coordinator, first_peer, second_peer] = [0, 1, 2].map(|i| cluster.index_of(&pref.nodes()[i]));
+    let all = WriteOptions {
+        consistency: Some(Consistency::All),
+        ..WriteOptions::default()
+    };
+    let client = cluster.client_for(coordinator);
+    client.put_with(key, "v1", &Context::empty(), all).await.unwrap();
+    let served = |cluster: &TestCluster, i: usize| cluster.node(i).core().metrics.replica_batched_ops.get();
+
+    // R=2 (the default): the coordinator's own copy and one peer, the one after it in
+    // the preference list. The other peer is not asked.
+    let before = [served(&cluster, first_peer), served(&cluster, second_peer)];
+    let read = client.get(key).await.unwrap();
+    assert_eq!(values(&read), ["v1"]);
+    let after = [served(&cluster, first_peer), served(&cluster, second_peer)];
+    assert_eq!(
+        [after[0] - before[0], after[1] - before[1]],
+        [1, 0],
+        "replica operations served"
+    );
+
+    // With that peer stopped, the read goes to the other one and still meets R=2.
+    cluster.stop(first_peer).await;
+    let before = served(&cluster, second_peer);
+    let read = client.get(key).await.unwrap();
+    assert_eq!(values(&read), ["v1"]);
+    assert_eq!(
+        served(&cluster, second_peer) - before,
+        1,
+        "the second peer answered instead"
+    );
+    cluster.shutdown().await;
+}

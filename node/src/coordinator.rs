@@ -245,7 +245,6 @@ impl Coordinator {
         let hedge = tokio::time::sleep_until(Instant::now() + READ_HEDGE_AFTER);
         let expiry = tokio::time::sleep_until(deadline);
         tokio::pin!(hedge, expiry);
-        let mut hedged = false;
         while gathered.replies.len() < needed {
             // Failures leave fewer answers coming than still needed: ask the next peers.
             let missing = needed - gathered.replies.len();
@@ -258,16 +257,15 @@ impl Coordinator {
                 break; // nobody left to ask
             }
             tokio::select! {
-                // In order, not at random: the simulation replays a seed only if nothing
-                // here draws from tokio's unseeded generator.
+                // Answers first: a read never hedges while an answer is already waiting.
                 biased;
                 reply = rx.recv() => {
                     let Some(reply) = reply else { break };
                     outstanding -= 1;
                     gathered.absorb(reply);
                 }
-                () = &mut hedge, if !hedged && !unasked.is_empty() => {
-                    hedged = true;
+                // Hedging empties `unasked`, so this fires at most once.
+                () = &mut hedge, if !unasked.is_empty() => {
                     self.core.metrics.read_hedges.inc();
                     while let Some(peer) = unasked.pop_front() {
                         self.ask_replica(peer, &key, deadline, &tx);

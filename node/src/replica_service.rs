@@ -78,23 +78,20 @@ impl ReplicaService {
     async fn merge_op(&self, request: proto::ReplicaMergeRequest) -> Result<(), Status> {
         let key = self.key(request.key)?;
         let state = self.state(&request.state)?;
-        if request.hint_for.is_empty() {
-            self.core.store.merge(key, state).await.map_err(internal)?;
-            return Ok(());
-        }
-        let target = NodeId::try_from(request.hint_for.as_str())
-            .map_err(|e| Status::invalid_argument(format!("hint_for: {e}")))?;
-        if target == *self.core.me() {
-            // We are the intended owner after all (a stale liveness view elsewhere).
-            self.core.store.merge(key, state).await.map_err(internal)?;
-        } else {
-            self.core
+        let hint_for = match request.hint_for.as_str() {
+            "" => None,
+            target => Some(NodeId::try_from(target).map_err(|e| Status::invalid_argument(format!("hint_for: {e}")))?),
+        };
+        match hint_for {
+            Some(target) if target != *self.core.me() => self
+                .core
                 .store
                 .put_hint(target, key, state)
                 .await
-                .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+                .map_err(|e| Status::resource_exhausted(e.to_string())),
+            // No hint, or we are the intended owner after all (a stale liveness view elsewhere).
+            _ => self.core.store.merge(key, state).await.map(|_| ()).map_err(internal),
         }
-        Ok(())
     }
 }
 

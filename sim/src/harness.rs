@@ -101,17 +101,21 @@ pub fn run_on_this_thread(plan: Plan, options: RunOptions) -> RunReport {
 }
 
 /// Runs one seed on a fresh thread, so that thread's hash-map keys and RNGs come from
-/// the seed.
+/// the seed, and with tokio's task ids where a fresh process has them
+/// ([`crate::task_ids`]); one run at a time per process.
 pub fn run_seed(seed: u64, options: RunOptions) -> RunReport {
     let plan = Plan::from_seed(seed);
-    std::thread::Builder::new()
-        .name(format!("sim-{seed}"))
-        .stack_size(64 << 20)
-        .spawn(move || run_on_this_thread(plan, options))
-        .and_then(|handle| {
-            handle
-                .join()
-                .map_err(|_| std::io::Error::other(format!("simulation of seed {seed} panicked")))
+    crate::task_ids::exclusive()
+        .and_then(|_run| {
+            std::thread::Builder::new()
+                .name(format!("sim-{seed}"))
+                .stack_size(64 << 20)
+                .spawn(move || run_on_this_thread(plan, options))
+                .and_then(|handle| {
+                    handle
+                        .join()
+                        .map_err(|_| std::io::Error::other(format!("simulation of seed {seed} panicked")))
+                })
         })
         .unwrap_or_else(|e| RunReport {
             plan: Plan::from_seed(seed),

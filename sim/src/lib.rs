@@ -26,5 +26,6 @@ pub mod harness;
 pub mod history;
 pub mod network;
 pub mod plan;
+pub mod task_ids;
 
 pub use ringkv_storage::injected_bug::Bug;

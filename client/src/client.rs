@@ -19,8 +19,9 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Uri;
 
+use crate::connection::Connection;
 use crate::options::{check_timeout, consistency_to_proto, timeout_to_proto, ttl_to_proto};
 use crate::proto::kv_client::KvClient;
 use crate::received::detach;
@@ -41,9 +42,6 @@ const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
 const RETRIES_DEFAULT: u32 = 2;
 const BACKOFF_INITIAL_DEFAULT: Duration = Duration::from_millis(50);
 const BACKOFF_MAX_DEFAULT: Duration = Duration::from_secs(1);
-// HTTP/2 pings find a dead peer on an open connection without waiting for TCP to notice.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 const _: () = assert!(RETRIES_DEFAULT <= RETRIES_MAX);
 const _: () = assert!(BACKOFF_MAX_DEFAULT.as_nanos() <= BACKOFF_MAX.as_nanos());
@@ -90,7 +88,9 @@ struct Inner {
 struct Node {
     /// As the caller wrote it (`host:port`), for error messages.
     address: String,
-    channel: Channel,
+    /// `http://host:port`: the origin tonic puts on every request.
+    origin: Uri,
+    connection: Connection,
 }
 
 impl fmt::Debug for Client {
@@ -298,7 +298,7 @@ impl Client {
     ) -> Result<Resp, ClientError>
     where
         Req: Clone,
-        F: Fn(KvClient<Channel>, tonic::Request<Req>) -> Fut,
+        F: Fn(KvClient<Connection>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let inner = &*self.inner;
@@ -322,7 +322,8 @@ impl Client {
             if !endpoints_tried.contains(&node.address) {
                 endpoints_tried.push(node.address.clone());
             }
-            let kv = KvClient::new(node.channel.clone()).max_decoding_message_size(RESPONSE_BYTES_MAX);
+            let kv = KvClient::with_origin(node.connection.clone(), node.origin.clone())
+                .max_decoding_message_size(RESPONSE_BYTES_MAX);
             let mut attempt_request = tonic::Request::new(request.clone());
             // Also tell the server (grpc-timeout), so it stops working for a caller that
             // has already given up.
@@ -517,14 +518,13 @@ impl ClientBuilder {
             .endpoints
             .into_iter()
             .zip(endpoints)
-            .map(|(address, endpoint)| Node {
-                address,
-                channel: endpoint
-                    .connect_timeout(self.connect_timeout)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
-                    .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-                    .connect_lazy(),
+            .map(|(address, origin)| {
+                let authority = origin.authority().map_or_else(String::new, |a| a.as_str().to_owned());
+                Node {
+                    address,
+                    connection: Connection::lazy(authority, self.connect_timeout),
+                    origin,
+                }
             })
             .collect();
         let rng = match self.jitter_seed {
@@ -544,8 +544,8 @@ impl ClientBuilder {
     }
 }
 
-/// Parses `"host:port"` (or `"http://host:port"`) into a channel endpoint.
-fn parse_endpoint(address: &str) -> Result<Endpoint, ClientError> {
+/// Parses `"host:port"` (or `"http://host:port"`) into the origin of its requests.
+fn parse_endpoint(address: &str) -> Result<Uri, ClientError> {
     let invalid = |reason: String| ClientError::InvalidEndpoint {
         endpoint: address.to_owned(),
         reason,
@@ -579,7 +579,7 @@ fn parse_endpoint(address: &str) -> Result<Endpoint, ClientError> {
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(invalid("unexpected path after host:port".to_owned()));
     }
-    Ok(Endpoint::from(uri))
+    Ok(uri)
 }
 
 #[cfg(test)]
@@ -587,7 +587,7 @@ mod tests {
     use super::*;
 
     fn check_endpoint(address: &str, expected: Result<&str, &str>) {
-        let got = parse_endpoint(address).map(|e| e.uri().to_string());
+        let got = parse_endpoint(address).map(|e| e.to_string());
         match (got, expected) {
             (Ok(uri), Ok(expected_uri)) => assert_eq!(uri, expected_uri),
             (Err(ClientError::InvalidEndpoint { endpoint, reason }), Err(expected_reason)) => {

@@ -58,6 +58,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod connection;
 mod context;
 mod error;
 mod options;

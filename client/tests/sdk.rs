@@ -291,6 +291,27 @@ async fn all_endpoints_dead_is_unavailable_within_a_bound() {
 }
 
 #[tokio::test]
+async fn a_node_restarted_on_its_port_is_reached_again_through_a_new_connection() {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (first, served) = FakeNode::start_until("127.0.0.1:0", async {
+        let _ = stopped.await;
+    })
+    .await;
+    let client = client(&[&first.endpoint], 2, Duration::from_secs(2));
+    let (got, _) = within(BOUND, client.get("k")).await;
+    got.expect("the first server answers");
+    assert_eq!(first.state.calls(), 1);
+
+    stop.send(()).expect("server still running");
+    within(BOUND, served).await.0.expect("server task");
+    let (second, _served) = FakeNode::start_until(&first.endpoint, std::future::pending()).await;
+    let (got, _) = within(BOUND, client.get("k")).await;
+    got.expect("the restarted server answers over a new connection");
+    assert_eq!(second.state.calls(), 1);
+    assert_eq!(first.state.calls(), 1);
+}
+
+#[tokio::test]
 async fn unavailable_twice_then_ok_is_retried_to_success() {
     let node = FakeNode::start().await;
     node.state.fail_next([

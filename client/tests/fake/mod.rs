@@ -134,9 +134,18 @@ pub struct FakeNode {
 impl FakeNode {
     /// Serves a fresh fake on an ephemeral port of 127.0.0.1.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_until("127.0.0.1:0", std::future::pending()).await.0
+    }
+
+    /// Serves a fresh fake on `address` until `stop` completes; the handle ends once the
+    /// server has stopped and closed its connections.
+    pub async fn start_until(
+        address: &str,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind(address)
             .await
-            .expect("bind an ephemeral port");
+            .expect("bind the fake's port");
         let address = listener.local_addr().expect("local address");
         let state = Arc::new(FakeState::default());
         *lock(&state.put_response) = PutResponse {
@@ -146,17 +155,20 @@ impl FakeNode {
         let service = KvServer::new(FakeKv {
             state: Arc::clone(&state),
         });
-        tokio::spawn(async move {
+        let served = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming(TcpListenerStream::new(listener))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
                 .await
                 .expect("fake server failed");
         });
-        Self {
-            endpoint: address.to_string(),
-            state,
-        }
+        (
+            Self {
+                endpoint: address.to_string(),
+                state,
+            },
+            served,
+        )
     }
 }
 

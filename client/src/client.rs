@@ -1,8 +1,8 @@
 //! [`Client`] and its [`ClientBuilder`]: the SDK's entry point, and the failover loop every
 //! call goes through.
 //!
-//! A client holds one lazily connected HTTP/2 channel per endpoint for its whole life; every
-//! node coordinates requests, so any endpoint can serve any call. A call goes to the
+//! A client holds one lazily connected HTTP/2 connection per endpoint (`connection.rs`)
+//! for its whole life; every node coordinates requests, so any endpoint can serve any call. A call goes to the
 //! preferred endpoint (the last one that answered); on a transport error, `UNAVAILABLE` or
 //! an attempt timeout it moves to the next endpoint after a jittered exponential backoff, at
 //! most `retries` times. Each attempt is bounded by the request timeout, so a call never
@@ -47,7 +47,7 @@ const _: () = assert!(RETRIES_DEFAULT <= RETRIES_MAX);
 const _: () = assert!(BACKOFF_MAX_DEFAULT.as_nanos() <= BACKOFF_MAX.as_nanos());
 const _: () = assert!(BACKOFF_INITIAL_DEFAULT.as_nanos() <= BACKOFF_MAX_DEFAULT.as_nanos());
 
-/// A handle to a ringkv cluster. Cheap to clone: clones share the channels and the
+/// A handle to a ringkv cluster. Cheap to clone: clones share the connections and the
 /// preferred endpoint.
 ///
 /// ```no_run
@@ -455,8 +455,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Checks the settings and creates the client's channels, without connecting.
-    /// Must be called inside a Tokio runtime (the channels run background tasks).
+    /// Checks the settings and creates the client's connections, without connecting.
+    /// Must be called inside a Tokio runtime (each connection runs a background task).
     ///
     /// # Errors
     /// [`ClientError::InvalidEndpoint`] when the list is empty, an endpoint is not a

@@ -170,7 +170,12 @@ impl Connection {
         for (index, chunk) in chunks.into_iter().enumerate() {
             stream.send_data(chunk, index == last)?;
         }
-        let response = response.await?;
+        let response = response.await.inspect_err(|error| {
+            // The connection itself failed: the next call should not wait on it to learn so.
+            if error.is_io() || error.is_go_away() {
+                self.forget();
+            }
+        })?;
         Ok(response.map(|recv| ResponseBody { recv, data_done: false }))
     }
 }

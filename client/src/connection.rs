@@ -19,8 +19,13 @@
 //!   behind a partition is noticed without waiting for TCP;
 //! - turns every transport failure into an error tonic reports with a source, which the
 //!   SDK's retry rule treats as "this node may be down, try another".
+//!
+//! Nodes use the same connection for their calls to each other
+//! ([`Connection::with_dialer`]): a node dials through its pluggable network, so the
+//! simulation can run it over turmoil's TCP instead of real sockets.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -28,11 +33,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-/// How often an idle or busy connection is pinged.
+/// How often an idle or busy connection of the SDK is pinged.
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
-/// How long a ping may go unanswered before the connection is dropped.
+/// How long a ping of the SDK may go unanswered before the connection is dropped.
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// HTTP/2 receive windows (per stream and per connection): large enough that a value of
 /// the maximum size arrives without waiting for a window update.
@@ -40,7 +46,47 @@ const WINDOW_BYTES: u32 = 8 << 20;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A lazily connected, reconnecting HTTP/2 connection to one `host:port`; cheap to clone
+/// A byte stream an HTTP/2 connection can run over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A stream being opened.
+pub type Dialing = Pin<Box<dyn Future<Output = io::Result<Box<dyn Io>>> + Send>>;
+
+/// Opens byte streams to one peer, each time the connection (re)connects.
+pub trait Dialer: Send + Sync + 'static {
+    /// Opens a new stream to the peer.
+    fn dial(&self) -> Dialing;
+}
+
+/// Dials `host:port` over TCP with `TCP_NODELAY` (the SDK's dialer).
+struct TcpDialer {
+    address: String,
+}
+
+impl Dialer for TcpDialer {
+    fn dial(&self) -> Dialing {
+        let address = self.address.clone();
+        Box::pin(async move {
+            let tcp = TcpStream::connect(address.as_str()).await?;
+            tcp.set_nodelay(true)?;
+            Ok(Box::new(tcp) as Box<dyn Io>)
+        })
+    }
+}
+
+/// Timeouts of a [`Connection`].
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionTimeouts {
+    /// How long dialing and the HTTP/2 handshake may take together.
+    pub connect: Duration,
+    /// How often the connection is pinged, busy or idle.
+    pub keep_alive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is dropped.
+    pub keep_alive: Duration,
+}
+
+/// A lazily connected, reconnecting HTTP/2 connection to one peer; cheap to clone
 /// (clones share the connection).
 #[derive(Clone)]
 pub struct Connection {
@@ -48,13 +94,22 @@ pub struct Connection {
 }
 
 struct Shared {
-    /// `host:port`, resolved at each connect.
+    /// The peer, for messages (`host:port`).
     address: String,
-    connect_timeout: Duration,
-    /// The live connection's sender, if any.
-    sender: Mutex<Option<h2::client::SendRequest<Bytes>>>,
+    dialer: Box<dyn Dialer>,
+    timeouts: ConnectionTimeouts,
+    /// The live connection's sender, if any, with the number of the connect that made it.
+    sender: Mutex<Cached>,
     /// Held while connecting, so concurrent first calls make one connection.
     connecting: tokio::sync::Mutex<()>,
+}
+
+/// The sender of the live connection, numbered so a failure forgets only the connection
+/// that failed, not a newer one another caller has made since.
+#[derive(Default)]
+struct Cached {
+    sender: Option<(u64, h2::client::SendRequest<Bytes>)>,
+    connects: u64,
 }
 
 impl std::fmt::Debug for Connection {
@@ -66,68 +121,107 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// A connection to `address` (`host:port`) that connects on first use.
+    /// A TCP connection to `address` (`host:port`) that connects on first use, with the
+    /// SDK's keep-alive settings.
     pub fn lazy(address: String, connect_timeout: Duration) -> Connection {
+        let dialer = TcpDialer {
+            address: address.clone(),
+        };
+        let timeouts = ConnectionTimeouts {
+            connect: connect_timeout,
+            keep_alive_interval: KEEP_ALIVE_INTERVAL,
+            keep_alive: KEEP_ALIVE_TIMEOUT,
+        };
+        Connection::with_dialer(address, dialer, timeouts)
+    }
+
+    /// A connection to the peer `address` names, whose streams `dialer` opens; connects
+    /// on first use.
+    pub fn with_dialer(address: String, dialer: impl Dialer, timeouts: ConnectionTimeouts) -> Connection {
+        assert!(
+            !timeouts.keep_alive_interval.is_zero() && !timeouts.keep_alive.is_zero(),
+            "keep-alive interval and timeout must be positive"
+        );
         Connection {
             shared: Arc::new(Shared {
                 address,
-                connect_timeout,
-                sender: Mutex::new(None),
+                dialer: Box::new(dialer),
+                timeouts,
+                sender: Mutex::new(Cached::default()),
                 connecting: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
-    fn cached(&self) -> Option<h2::client::SendRequest<Bytes>> {
-        self.shared.sender.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cached> {
+        // Nothing panics while holding this lock; a poisoned one still holds a valid sender.
+        self.shared.sender.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Drops the cached sender after it failed; the next call connects again.
-    fn forget(&self) {
-        *self.shared.sender.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    fn cached(&self) -> Option<(u64, h2::client::SendRequest<Bytes>)> {
+        self.cache().sender.clone()
     }
 
-    async fn sender(&self) -> Result<h2::client::SendRequest<Bytes>, BoxError> {
-        if let Some(sender) = self.cached() {
-            return Ok(sender);
+    /// Drops the sender of connect number `connect` after it failed, unless a newer one
+    /// replaced it already; the next call connects again.
+    fn forget(&self, connect: u64) {
+        let mut cache = self.cache();
+        if cache.sender.as_ref().is_some_and(|(number, _)| *number == connect) {
+            cache.sender = None;
+        }
+    }
+
+    /// The live connection's sender and its connect number, connecting if there is none.
+    async fn sender(&self) -> Result<(u64, h2::client::SendRequest<Bytes>), BoxError> {
+        if let Some(cached) = self.cached() {
+            return Ok(cached);
         }
         let _connecting = self.shared.connecting.lock().await;
-        if let Some(sender) = self.cached() {
-            return Ok(sender);
+        if let Some(cached) = self.cached() {
+            return Ok(cached);
         }
         let sender = self.connect().await?;
-        *self.shared.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
-        Ok(sender)
+        let mut cache = self.cache();
+        cache.connects += 1;
+        cache.sender = Some((cache.connects, sender.clone()));
+        Ok((cache.connects, sender))
     }
 
     async fn connect(&self) -> Result<h2::client::SendRequest<Bytes>, BoxError> {
         let address = &self.shared.address;
-        let tcp = tokio::time::timeout(self.shared.connect_timeout, TcpStream::connect(address.as_str()))
+        let timeout = self.shared.timeouts.connect;
+        let handshake = async {
+            let io = self
+                .shared
+                .dialer
+                .dial()
+                .await
+                .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+            h2::client::Builder::new()
+                .initial_window_size(WINDOW_BYTES)
+                .initial_connection_window_size(WINDOW_BYTES)
+                .handshake::<_, Bytes>(io)
+                .await
+                .map_err(|e| format!("HTTP/2 handshake with {address} failed: {e}"))
+        };
+        let (sender, mut connection) = tokio::time::timeout(timeout, handshake)
             .await
-            .map_err(|_| {
-                format!(
-                    "connecting to {address} timed out after {:?}",
-                    self.shared.connect_timeout
-                )
-            })?
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-        tcp.set_nodelay(true)?;
-        let (sender, mut connection) = h2::client::Builder::new()
-            .initial_window_size(WINDOW_BYTES)
-            .initial_connection_window_size(WINDOW_BYTES)
-            .handshake::<_, Bytes>(tcp)
-            .await
-            .map_err(|e| format!("HTTP/2 handshake with {address} failed: {e}"))?;
+            .map_err(|_| format!("connecting to {address} timed out after {timeout:?}"))??;
         let ping_pong = connection.ping_pong();
         let address = address.clone();
+        let ConnectionTimeouts {
+            keep_alive_interval,
+            keep_alive,
+            ..
+        } = self.shared.timeouts;
         tokio::spawn(async move {
             let keep_alive = async move {
                 let Some(mut ping_pong) = ping_pong else {
                     return std::future::pending::<()>().await;
                 };
                 loop {
-                    tokio::time::sleep(KEEP_ALIVE_INTERVAL).await;
-                    match tokio::time::timeout(KEEP_ALIVE_TIMEOUT, ping_pong.ping(h2::Ping::opaque())).await {
+                    tokio::time::sleep(keep_alive_interval).await;
+                    match tokio::time::timeout(keep_alive, ping_pong.ping(h2::Ping::opaque())).await {
                         Ok(Ok(_pong)) => {}
                         Ok(Err(_)) | Err(_) => return,
                     }
@@ -155,17 +249,17 @@ impl Connection {
                 chunks.push(data);
             }
         }
-        let mut sender = self.sender().await?;
-        sender = match sender.ready().await {
+        let (connect, sender) = self.sender().await?;
+        let mut sender = match sender.ready().await {
             Ok(ready) => ready,
             Err(error) => {
-                self.forget();
+                self.forget(connect);
                 return Err(error.into());
             }
         };
         let (response, mut stream) = sender
             .send_request(http::Request::from_parts(parts, ()), chunks.is_empty())
-            .inspect_err(|_| self.forget())?;
+            .inspect_err(|_| self.forget(connect))?;
         let last = chunks.len().saturating_sub(1);
         for (index, chunk) in chunks.into_iter().enumerate() {
             stream.send_data(chunk, index == last)?;
@@ -173,7 +267,7 @@ impl Connection {
         let response = response.await.inspect_err(|error| {
             // The connection itself failed: the next call should not wait on it to learn so.
             if error.is_io() || error.is_go_away() {
-                self.forget();
+                self.forget(connect);
             }
         })?;
         Ok(response.map(|recv| ResponseBody { recv, data_done: false }))

@@ -12,12 +12,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use proto::replica_client::ReplicaClient;
-use ringkv_client::proto;
+use ringkv_client::{proto, Connection};
 use ringkv_ring::{NodeId, Position};
 use ringkv_storage::merkle::{differing_keys, LeafId};
 use ringkv_storage::{record, Key, KeyState, SCAN_PAGE_MAX, SEGMENT_LEAVES};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use crate::background::Rounds;
 use crate::merkle_index::digest;
@@ -74,7 +73,7 @@ pub enum ExchangeError {
 
 struct Peer<'a> {
     id: &'a NodeId,
-    client: ReplicaClient<Channel>,
+    client: ReplicaClient<Connection>,
     bytes: u64,
 }
 
@@ -83,7 +82,7 @@ impl Peer<'_> {
     async fn call<Req: prost::Message, Resp: prost::Message>(
         &mut self,
         request: Req,
-        send: impl AsyncFnOnce(ReplicaClient<Channel>, Req) -> Result<tonic::Response<Resp>, tonic::Status>,
+        send: impl AsyncFnOnce(ReplicaClient<Connection>, Req) -> Result<tonic::Response<Resp>, tonic::Status>,
     ) -> Result<Resp, ExchangeError> {
         self.bytes += request.encoded_len() as u64;
         let response = send(self.client.clone(), request)

@@ -1,8 +1,9 @@
 //! The node's network, pluggable so the same code runs over real sockets and over a
 //! simulated network.
 //!
-//! A node makes three kinds of connection: it accepts gRPC connections, it dials gRPC
-//! channels to its peers (and to seeds when joining), and it exchanges gossip datagrams.
+//! A node makes three kinds of connection: it accepts gRPC connections, it dials HTTP/2
+//! connections to its peers (and tonic channels to seeds when joining), and it exchanges
+//! gossip datagrams.
 //! By default these are tokio TCP sockets and chitchat's UDP transport. The simulation
 //! (`sim/`) replaces all three with turmoil's network through [`Network`]: an incoming
 //! stream of accepted connections, a [`Connector`] for outgoing ones, and a gossip
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
+use ringkv_client::{Connection, ConnectionTimeouts, Dialer, Dialing, Io};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -90,6 +92,16 @@ impl Network {
         }
     }
 
+    /// An HTTP/2 connection to `address` that connects on first use (and again after a
+    /// failure): the SDK's [`Connection`], dialing through this network.
+    pub fn connection(&self, address: SocketAddr, timeouts: ConnectionTimeouts) -> Connection {
+        let dialer = PeerDialer {
+            address,
+            connector: self.connector.clone(),
+        };
+        Connection::with_dialer(address.to_string(), dialer, timeouts)
+    }
+
     /// A channel that connects on first use (and reconnects after failures).
     pub fn lazy_channel(&self, endpoint: Endpoint) -> Channel {
         match &self.connector {
@@ -103,6 +115,29 @@ impl Network {
         match &self.connector {
             None => endpoint.connect().await,
             Some(connector) => endpoint.connect_with_connector(service(Arc::clone(connector))).await,
+        }
+    }
+}
+
+/// Dials one peer over real TCP (with `TCP_NODELAY`) or through the injected connector.
+struct PeerDialer {
+    address: SocketAddr,
+    connector: Option<Arc<dyn Connector>>,
+}
+
+impl Dialer for PeerDialer {
+    fn dial(&self) -> Dialing {
+        let address = self.address;
+        match &self.connector {
+            None => Box::pin(async move {
+                let tcp = tokio::net::TcpStream::connect(address).await?;
+                tcp.set_nodelay(true)?;
+                Ok(Box::new(tcp) as Box<dyn Io>)
+            }),
+            Some(connector) => {
+                let connecting = connector.connect(address);
+                Box::pin(async move { Ok(Box::new(connecting.await?) as Box<dyn Io>) })
+            }
         }
     }
 }

@@ -17,13 +17,12 @@
 //! The batch changes nothing about what each operation means: the replica applies each one
 //! as its unary call would (`Read` or `Merge`), concurrently, and returns one result each.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
 use ringkv_client::proto::{self, replica_client::ReplicaClient};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use ringkv_client::Connection;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// Calls in flight to one peer at once.
@@ -55,8 +54,9 @@ pub struct ReplicaBatcher {
 }
 
 impl ReplicaBatcher {
-    /// Starts the sending task (on the current runtime) for the peer behind `client`.
-    pub fn start(client: ReplicaClient<Channel>) -> ReplicaBatcher {
+    /// Starts the sending task (on the current runtime) for the peer behind `client`; the
+    /// calls it sends run inside it.
+    pub fn start(client: ReplicaClient<Connection>) -> ReplicaBatcher {
         let (queue, waiting) = mpsc::channel(QUEUE_MAX);
         tokio::spawn(send_batches(client, waiting));
         ReplicaBatcher { queue }
@@ -108,61 +108,76 @@ impl ReplicaBatcher {
     }
 }
 
-async fn send_batches(client: ReplicaClient<Channel>, mut waiting: mpsc::Receiver<Queued>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+async fn send_batches(client: ReplicaClient<Connection>, mut waiting: mpsc::Receiver<Queued>) {
+    // The calls in flight run inside this task rather than as tasks of their own: a call
+    // then costs no spawn, and its answer wakes only this task.
+    let mut in_flight = FuturesUnordered::new();
     loop {
-        // Take a slot first: while every slot is busy, operations gather in the queue.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let Some(first) = waiting.recv().await else {
-            return; // every sender is gone
-        };
-        let mut bytes = first.bytes;
-        let mut batch = vec![first];
-        while batch.len() < BATCH_OPS_MAX && bytes < BATCH_BYTES_MAX {
-            match waiting.try_recv() {
-                Ok(next) => {
-                    bytes += next.bytes;
-                    batch.push(next);
+        tokio::select! {
+            // Answers first, so a finished call frees its slot before the next batch forms.
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            // While every slot is busy, operations gather in the queue.
+            first = waiting.recv(), if in_flight.len() < IN_FLIGHT_MAX => {
+                let Some(first) = first else {
+                    break; // every sender is gone
+                };
+                let batch = gather(first, &mut waiting);
+                if !batch.is_empty() {
+                    in_flight.push(send_batch(client.clone(), batch));
                 }
-                Err(_) => break,
             }
         }
-        // Callers that gave up need no answer.
-        batch.retain(|queued| !queued.reply.is_closed());
-        if batch.is_empty() {
-            continue;
+        debug_assert!(in_flight.len() <= IN_FLIGHT_MAX);
+    }
+    // Callers may still wait on the calls already sent.
+    while in_flight.next().await.is_some() {}
+}
+
+/// `first` and whatever else is queued, up to a batch's limits, less callers that gave up.
+fn gather(first: Queued, waiting: &mut mpsc::Receiver<Queued>) -> Vec<Queued> {
+    let mut bytes = first.bytes;
+    let mut batch = vec![first];
+    while batch.len() < BATCH_OPS_MAX && bytes < BATCH_BYTES_MAX {
+        match waiting.try_recv() {
+            Ok(next) => {
+                bytes += next.bytes;
+                batch.push(next);
+            }
+            Err(_) => break,
         }
-        debug_assert!(batch.len() <= BATCH_OPS_MAX);
-        let mut client = client.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let deadline = batch.iter().map(|q| q.deadline).max().unwrap_or_else(Instant::now);
-            let mut replies = Vec::with_capacity(batch.len());
-            let mut ops = Vec::with_capacity(batch.len());
-            for queued in batch {
-                ops.push(queued.op);
-                replies.push(queued.reply);
-            }
-            let outcome = tokio::time::timeout_at(deadline, client.apply(proto::ReplicaOpsRequest { ops })).await;
-            let results = match outcome {
-                Ok(Ok(response)) => response.into_inner().results,
-                Ok(Err(status)) => return fail_all(replies, &status),
-                Err(_) => return fail_all(replies, &Status::deadline_exceeded("timed out")),
-            };
-            if results.len() != replies.len() {
-                let status = Status::internal(format!(
-                    "the peer answered {} results for {} operations",
-                    results.len(),
-                    replies.len()
-                ));
-                return fail_all(replies, &status);
-            }
-            for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(Ok(result));
-            }
-        });
+    }
+    // Callers that gave up need no answer.
+    batch.retain(|queued| !queued.reply.is_closed());
+    debug_assert!(batch.len() <= BATCH_OPS_MAX);
+    batch
+}
+
+/// One `Apply` call carrying `batch`; answers every caller in it.
+async fn send_batch(mut client: ReplicaClient<Connection>, batch: Vec<Queued>) {
+    let deadline = batch.iter().map(|q| q.deadline).max().unwrap_or_else(Instant::now);
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut ops = Vec::with_capacity(batch.len());
+    for queued in batch {
+        ops.push(queued.op);
+        replies.push(queued.reply);
+    }
+    let outcome = tokio::time::timeout_at(deadline, client.apply(proto::ReplicaOpsRequest { ops })).await;
+    let results = match outcome {
+        Ok(Ok(response)) => response.into_inner().results,
+        Ok(Err(status)) => return fail_all(replies, &status),
+        Err(_) => return fail_all(replies, &Status::deadline_exceeded("timed out")),
+    };
+    if results.len() != replies.len() {
+        let status = Status::internal(format!(
+            "the peer answered {} results for {} operations",
+            results.len(),
+            replies.len()
+        ));
+        return fail_all(replies, &status);
+    }
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(Ok(result));
     }
 }
 

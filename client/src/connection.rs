@@ -59,9 +59,17 @@ pub trait Dialer: Send + Sync + 'static {
     fn dial(&self) -> Dialing;
 }
 
-/// Dials `host:port` over TCP with `TCP_NODELAY` (the SDK's dialer).
-struct TcpDialer {
+/// Dials `host:port` over TCP with `TCP_NODELAY` (the SDK's dialer, and a node's on a
+/// real network).
+pub struct TcpDialer {
     address: String,
+}
+
+impl TcpDialer {
+    /// A dialer of `address` (`host:port`, resolved at each dial).
+    pub fn new(address: String) -> TcpDialer {
+        TcpDialer { address }
+    }
 }
 
 impl Dialer for TcpDialer {
@@ -124,9 +132,7 @@ impl Connection {
     /// A TCP connection to `address` (`host:port`) that connects on first use, with the
     /// SDK's keep-alive settings.
     pub fn lazy(address: String, connect_timeout: Duration) -> Connection {
-        let dialer = TcpDialer {
-            address: address.clone(),
-        };
+        let dialer = TcpDialer::new(address.clone());
         let timeouts = ConnectionTimeouts {
             connect: connect_timeout,
             keep_alive_interval: KEEP_ALIVE_INTERVAL,

@@ -67,7 +67,7 @@ mod received;
 mod retry;
 
 pub use client::{Client, ClientBuilder, BACKOFF_MAX, ENDPOINTS_MAX, RESPONSE_BYTES_MAX, RETRIES_MAX};
-pub use connection::{Connection, ConnectionTimeouts, Dialer, Dialing, Io};
+pub use connection::{Connection, ConnectionTimeouts, Dialer, Dialing, Io, TcpDialer};
 pub use context::Context;
 pub use error::ClientError;
 pub use options::{Consistency, ReadOptions, WriteOptions, TIMEOUT_MAX};

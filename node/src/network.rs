@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
-use ringkv_client::{Connection, ConnectionTimeouts, Dialer, Dialing, Io};
+use ringkv_client::{Connection, ConnectionTimeouts, Dialer, Dialing, Io, TcpDialer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -95,11 +95,16 @@ impl Network {
     /// An HTTP/2 connection to `address` that connects on first use (and again after a
     /// failure): the SDK's [`Connection`], dialing through this network.
     pub fn connection(&self, address: SocketAddr, timeouts: ConnectionTimeouts) -> Connection {
-        let dialer = PeerDialer {
-            address,
-            connector: self.connector.clone(),
-        };
-        Connection::with_dialer(address.to_string(), dialer, timeouts)
+        match &self.connector {
+            None => Connection::with_dialer(address.to_string(), TcpDialer::new(address.to_string()), timeouts),
+            Some(connector) => {
+                let dialer = ConnectorDialer {
+                    address,
+                    connector: Arc::clone(connector),
+                };
+                Connection::with_dialer(address.to_string(), dialer, timeouts)
+            }
+        }
     }
 
     /// A channel that connects on first use (and reconnects after failures).
@@ -119,26 +124,16 @@ impl Network {
     }
 }
 
-/// Dials one peer over real TCP (with `TCP_NODELAY`) or through the injected connector.
-struct PeerDialer {
+/// Dials one peer through the injected connector.
+struct ConnectorDialer {
     address: SocketAddr,
-    connector: Option<Arc<dyn Connector>>,
+    connector: Arc<dyn Connector>,
 }
 
-impl Dialer for PeerDialer {
+impl Dialer for ConnectorDialer {
     fn dial(&self) -> Dialing {
-        let address = self.address;
-        match &self.connector {
-            None => Box::pin(async move {
-                let tcp = tokio::net::TcpStream::connect(address).await?;
-                tcp.set_nodelay(true)?;
-                Ok(Box::new(tcp) as Box<dyn Io>)
-            }),
-            Some(connector) => {
-                let connecting = connector.connect(address);
-                Box::pin(async move { Ok(Box::new(connecting.await?) as Box<dyn Io>) })
-            }
-        }
+        let connecting = self.connector.connect(self.address);
+        Box::pin(async move { Ok(Box::new(connecting.await?) as Box<dyn Io>) })
     }
 }
 

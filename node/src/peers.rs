@@ -41,6 +41,8 @@ pub struct Peers {
 
 struct Peer {
     address: SocketAddr,
+    /// `http://address`, the origin requests to the peer carry.
+    origin: Uri,
     connection: Connection,
     batcher: ReplicaBatcher,
 }
@@ -62,9 +64,11 @@ impl Peers {
             }
         }
         let connection = self.network.connection(address, PEER_TIMEOUTS);
-        let batcher = ReplicaBatcher::start(replica_client(connection.clone(), address));
+        let origin = origin(address);
+        let batcher = ReplicaBatcher::start(replica_client(connection.clone(), origin.clone()));
         let peer = Peer {
             address,
+            origin,
             connection,
             batcher,
         };
@@ -81,21 +85,23 @@ impl Peers {
     /// A replica API client for `node` at `address`, on the connection to it (created if
     /// needed, or if the address changed).
     pub fn replica(&self, node: &NodeId, address: SocketAddr) -> ReplicaClient<Connection> {
-        self.peer(node, address, |p| replica_client(p.connection.clone(), address))
+        self.peer(node, address, |p| {
+            replica_client(p.connection.clone(), p.origin.clone())
+        })
     }
 
     /// A client API client for `node` (used to forward a write to a replica of its key).
     pub fn kv(&self, node: &NodeId, address: SocketAddr) -> KvClient<Connection> {
         self.peer(node, address, |p| {
-            KvClient::with_origin(p.connection.clone(), origin(address))
+            KvClient::with_origin(p.connection.clone(), p.origin.clone())
                 .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
         })
     }
 }
 
-fn replica_client(connection: Connection, address: SocketAddr) -> ReplicaClient<Connection> {
-    ReplicaClient::with_origin(connection, origin(address))
+fn replica_client(connection: Connection, origin: Uri) -> ReplicaClient<Connection> {
+    ReplicaClient::with_origin(connection, origin)
         .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
 }

@@ -106,6 +106,10 @@ struct RunArgs {
     /// Fsync every acknowledged write on every target (equal durability).
     #[arg(long)]
     fsync: bool,
+    /// Run the list of targets this many times, one round after the other; each ratio
+    /// is taken within a round and the table gives their median, lowest and highest.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -175,6 +179,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         warmup: args.warmup,
         targets,
+        rounds: args.rounds,
         nodes: usize::from(args.nodes),
         fsync: args.fsync,
         seed: args.seed,

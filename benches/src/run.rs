@@ -29,6 +29,8 @@ pub const RECORDS_MAX: u64 = 100_000_000;
 pub const VALUE_BYTES_MAX: usize = 1 << 20;
 /// Highest latency the histograms hold; slower operations are clamped to it.
 pub const LATENCY_US_MAX: u64 = 60_000_000;
+/// Most rounds of one run.
+pub const ROUNDS_MAX: usize = 20;
 /// Errors kept as examples in a result (all are counted).
 const ERROR_EXAMPLES_MAX: usize = 5;
 
@@ -96,6 +98,10 @@ pub struct RunConfig {
     pub warmup: Duration,
     /// Targets, run one after the other.
     pub targets: Vec<TargetKind>,
+    /// Times the whole list of targets is run, one round after the other (ringkv, redis,
+    /// etcd, ringkv, redis, etcd, ...), so that a drift of the machine's speed hits every
+    /// target alike; ratios are paired by round.
+    pub rounds: usize,
     /// ringkv nodes and etcd members.
     pub nodes: usize,
     /// Fsync each acknowledged write, on every target.
@@ -123,6 +129,10 @@ impl RunConfig {
         );
         anyhow::ensure!((1..=3).contains(&self.nodes), "--nodes must be 1, 2 or 3");
         anyhow::ensure!(!self.targets.is_empty(), "no target given");
+        anyhow::ensure!(
+            (1..=ROUNDS_MAX).contains(&self.rounds),
+            "--rounds must be between 1 and {ROUNDS_MAX}"
+        );
         match self.limit {
             Limit::Duration(d) => anyhow::ensure!(!d.is_zero(), "--duration must be positive"),
             Limit::Ops(n) => anyhow::ensure!(n >= 1, "--ops must be at least 1"),
@@ -159,6 +169,8 @@ pub struct OpStats {
 pub struct TargetResult {
     /// `ringkv`, `redis` or `etcd`.
     pub target: TargetKind,
+    /// Which round measured it, from 1.
+    pub round: usize,
     /// What was started: nodes, replication, durability.
     pub description: String,
     /// Length of the measured phase, seconds.
@@ -184,14 +196,23 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// ringkv against one peer.
-#[derive(Clone, Debug, Serialize)]
+/// ringkv against one peer: each ratio is taken within one round (ringkv and the peer
+/// measured minutes apart at most), then summarised over the rounds.
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Comparison {
     /// The peer.
     pub peer: TargetKind,
-    /// ringkv's throughput over the peer's (above 1: ringkv is faster).
+    /// Rounds in which both ringkv and the peer were measured.
+    pub rounds: usize,
+    /// Median over the rounds of ringkv's throughput over the peer's (above 1: ringkv is
+    /// faster).
     pub throughput_ratio: f64,
-    /// ringkv's p99 over the peer's, all operations (below 1: ringkv is faster).
+    /// Lowest throughput ratio of a round.
+    pub throughput_ratio_min: f64,
+    /// Highest throughput ratio of a round.
+    pub throughput_ratio_max: f64,
+    /// Median over the rounds of ringkv's p99 over the peer's, all operations (below 1:
+    /// ringkv is faster).
     pub p99_ratio: f64,
 }
 
@@ -220,6 +241,8 @@ pub struct ConfigSummary {
     pub nodes: usize,
     /// Fsync per acknowledged write.
     pub fsync: bool,
+    /// Rounds over the targets.
+    pub rounds: usize,
     /// Seed.
     pub seed: u64,
 }
@@ -229,7 +252,7 @@ pub struct ConfigSummary {
 pub struct Report {
     /// The settings.
     pub config: ConfigSummary,
-    /// One per measured target, in the order run.
+    /// One per measured target and round, in the order run.
     pub results: Vec<TargetResult>,
     /// Targets not installed.
     pub skipped: Vec<Skipped>,
@@ -247,22 +270,32 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Report> {
         data_root: config.data_root.clone(),
     };
     let mut results = Vec::new();
-    let mut skipped = Vec::new();
-    for &kind in &config.targets {
-        let target = match Target::start(kind, &options)
-            .await
-            .with_context(|| format!("starting {}", kind.name()))?
-        {
-            Started::Ready(target) => target,
-            Started::Skipped(reason) => {
-                eprintln!("skipping {}: {reason}", kind.name());
-                skipped.push(Skipped { target: kind, reason });
-                continue;
+    let mut skipped: Vec<Skipped> = Vec::new();
+    for round in 1..=config.rounds {
+        for &kind in &config.targets {
+            if skipped.iter().any(|s| s.target == kind) {
+                continue; // not installed: said once, in the first round
             }
-        };
-        let outcome = measure(kind, &target, config).await;
-        target.shutdown().await;
-        results.push(outcome.with_context(|| format!("measuring {}", kind.name()))?);
+            let target = match Target::start(kind, &options)
+                .await
+                .with_context(|| format!("starting {}", kind.name()))?
+            {
+                Started::Ready(target) => target,
+                Started::Skipped(reason) => {
+                    eprintln!("skipping {}: {reason}", kind.name());
+                    skipped.push(Skipped { target: kind, reason });
+                    continue;
+                }
+            };
+            if config.rounds > 1 {
+                eprintln!("round {round} of {}: {}", config.rounds, kind.name());
+            }
+            let outcome = measure(kind, &target, config).await;
+            target.shutdown().await;
+            let mut result = outcome.with_context(|| format!("measuring {} in round {round}", kind.name()))?;
+            result.round = round;
+            results.push(result);
+        }
     }
     let comparisons = compare(&results);
     Ok(Report {
@@ -292,23 +325,57 @@ fn summary(config: &RunConfig) -> ConfigSummary {
         warmup_s: config.warmup.as_secs_f64(),
         nodes: config.nodes,
         fsync: config.fsync,
+        rounds: config.rounds,
         seed: config.seed,
     }
 }
 
+/// ringkv against each peer, ratios paired by round (a round without both is left out).
 fn compare(results: &[TargetResult]) -> Vec<Comparison> {
-    let Some(ringkv) = results.iter().find(|r| r.target == TargetKind::Ringkv) else {
-        return Vec::new();
-    };
-    results
-        .iter()
-        .filter(|r| r.target != TargetKind::Ringkv)
-        .map(|peer| Comparison {
-            peer: peer.target,
-            throughput_ratio: ratio(ringkv.all.throughput_ops_s, peer.all.throughput_ops_s),
-            p99_ratio: ratio(ringkv.all.p99_us as f64, peer.all.p99_us as f64),
-        })
-        .collect()
+    let mut peers: Vec<TargetKind> = Vec::new();
+    for result in results {
+        if result.target != TargetKind::Ringkv && !peers.contains(&result.target) {
+            peers.push(result.target);
+        }
+    }
+    let mut comparisons = Vec::new();
+    for peer in peers {
+        let mut throughput = Vec::new();
+        let mut p99 = Vec::new();
+        for theirs in results.iter().filter(|r| r.target == peer) {
+            let ours = results
+                .iter()
+                .find(|r| r.target == TargetKind::Ringkv && r.round == theirs.round);
+            if let Some(ours) = ours {
+                throughput.push(ratio(ours.all.throughput_ops_s, theirs.all.throughput_ops_s));
+                p99.push(ratio(ours.all.p99_us as f64, theirs.all.p99_us as f64));
+            }
+        }
+        if throughput.is_empty() {
+            continue;
+        }
+        debug_assert_eq!(throughput.len(), p99.len());
+        comparisons.push(Comparison {
+            peer,
+            rounds: throughput.len(),
+            throughput_ratio: median(&mut throughput),
+            throughput_ratio_min: throughput.first().copied().unwrap_or(f64::NAN),
+            throughput_ratio_max: throughput.last().copied().unwrap_or(f64::NAN),
+            p99_ratio: median(&mut p99),
+        });
+    }
+    comparisons
+}
+
+/// The median of `values`, which it sorts (NaN last); the mean of the middle two for an
+/// even count.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or_else(|| a.is_nan().cmp(&b.is_nan())));
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 fn ratio(ours: f64, theirs: f64) -> f64 {
@@ -443,6 +510,7 @@ fn summarise(
     all.add(&update)?;
     Ok(TargetResult {
         target: kind,
+        round: 1,
         description: target.description(),
         elapsed_s: elapsed.as_secs_f64(),
         all: stats(&all, read_errors + update_errors, elapsed),
@@ -562,7 +630,7 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "workload {:?} ({:.0}% read), {:?} keys, {} records x {} B, concurrency {}, {limit} after {} s warm-up, nodes {}, fsync {}",
+            "workload {:?} ({:.0}% read), {:?} keys, {} records x {} B, concurrency {}, {limit} after {} s warm-up, nodes {}, fsync {}, rounds {}",
             c.workload,
             c.read_proportion * 100.0,
             c.distribution,
@@ -572,11 +640,12 @@ impl Report {
             c.warmup_s,
             c.nodes,
             if c.fsync { "on" } else { "off" },
+            c.rounds,
         );
         let _ = writeln!(
             out,
-            "{:<7} {:<6} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7}",
-            "target", "op", "ops", "ops/s", "p50 us", "p99 us", "p99.9 us", "max us", "errors"
+            "{:<5} {:<7} {:<6} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "round", "target", "op", "ops", "ops/s", "p50 us", "p99 us", "p99.9 us", "max us", "errors"
         );
         for result in &self.results {
             for (op, s) in [("all", &result.all), ("read", &result.read), ("update", &result.update)] {
@@ -585,7 +654,8 @@ impl Report {
                 }
                 let _ = writeln!(
                     out,
-                    "{:<7} {:<6} {:>9} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>7}",
+                    "{:<5} {:<7} {:<6} {:>9} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>7}",
+                    result.round,
                     result.target.name(),
                     op,
                     s.ops,
@@ -599,18 +669,34 @@ impl Report {
             }
         }
         for result in &self.results {
-            let _ = writeln!(out, "  {}: {}", result.target.name(), result.description);
+            if result.round == 1 {
+                let _ = writeln!(out, "  {}: {}", result.target.name(), result.description);
+            }
             if result.siblings_max > 1 {
-                let _ = writeln!(out, "    most siblings seen on one read: {}", result.siblings_max);
+                let _ = writeln!(
+                    out,
+                    "    round {}, {}: most siblings seen on one read: {}",
+                    result.round,
+                    result.target.name(),
+                    result.siblings_max
+                );
             }
             for example in &result.error_examples {
-                let _ = writeln!(out, "    error: {example}");
+                let _ = writeln!(out, "    round {}, {}: error: {example}", result.round, result.target.name());
             }
         }
         for comparison in &self.comparisons {
+            let spread = if comparison.rounds > 1 {
+                format!(
+                    " (median of {} rounds, x{:.2} to x{:.2})",
+                    comparison.rounds, comparison.throughput_ratio_min, comparison.throughput_ratio_max
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "ringkv/{}: throughput x{:.2}, p99 x{:.2}",
+                "ringkv/{}: throughput x{:.2}{spread}, p99 x{:.2}",
                 comparison.peer.name(),
                 comparison.throughput_ratio,
                 comparison.p99_ratio
@@ -625,5 +711,74 @@ impl Report {
     /// The report as pretty-printed JSON.
     pub fn to_json(&self) -> anyhow::Result<String> {
         Ok(serde_json::to_string_pretty(self)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(target: TargetKind, round: usize, throughput: f64, p99_us: u64) -> TargetResult {
+        let stats = OpStats {
+            ops: 1,
+            errors: 0,
+            throughput_ops_s: throughput,
+            histogram_count: 1,
+            mean_us: 1.0,
+            p50_us: 1,
+            p99_us,
+            p999_us: p99_us,
+            max_us: p99_us,
+        };
+        TargetResult {
+            target,
+            round,
+            description: String::new(),
+            elapsed_s: 1.0,
+            all: stats.clone(),
+            read: stats.clone(),
+            update: stats,
+            siblings_max: 0,
+            error_examples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ratios_pair_ringkv_and_a_peer_within_each_round_then_take_the_median() {
+        use TargetKind::{Etcd, Redis, Ringkv};
+        // Round 2 runs everything twice as fast: a pooled mean would mix rounds, pairing
+        // does not. Round 3 has no redis (as if it had failed to start).
+        let results = [
+            result(Ringkv, 1, 300.0, 10),
+            result(Redis, 1, 600.0, 5),
+            result(Etcd, 1, 100.0, 40),
+            result(Ringkv, 2, 600.0, 10),
+            result(Redis, 2, 1000.0, 5),
+            result(Etcd, 2, 150.0, 20),
+            result(Ringkv, 3, 300.0, 10),
+            result(Etcd, 3, 120.0, 100),
+        ];
+        let comparisons = compare(&results);
+        assert_eq!(comparisons.len(), 2);
+        let redis = &comparisons[0];
+        assert_eq!((redis.peer, redis.rounds), (Redis, 2));
+        assert!((redis.throughput_ratio - 0.55).abs() < 1e-9, "{redis:?}");
+        assert!((redis.throughput_ratio_min - 0.5).abs() < 1e-9);
+        assert!((redis.throughput_ratio_max - 0.6).abs() < 1e-9);
+        assert!((redis.p99_ratio - 2.0).abs() < 1e-9);
+        let etcd = &comparisons[1];
+        assert_eq!((etcd.peer, etcd.rounds), (Etcd, 3));
+        // Ratios 3, 4 and 2.5: the median is 3, not the mean of 3.17.
+        assert!((etcd.throughput_ratio - 3.0).abs() < 1e-9, "{etcd:?}");
+        assert!((etcd.throughput_ratio_min - 2.5).abs() < 1e-9);
+        assert!((etcd.throughput_ratio_max - 4.0).abs() < 1e-9);
+        // p99 ratios 0.25, 0.5 and 0.1.
+        assert!((etcd.p99_ratio - 0.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn no_ringkv_result_means_no_comparison() {
+        let results = [result(TargetKind::Redis, 1, 600.0, 5)];
+        assert!(compare(&results).is_empty());
     }
 }

@@ -19,6 +19,7 @@ fn config(targets: Vec<TargetKind>, nodes: usize, workload: Workload) -> RunConf
         limit: Limit::Duration(Duration::from_secs(1)),
         warmup: Duration::from_millis(200),
         targets,
+        rounds: 1,
         nodes,
         fsync: false,
         seed: 42,
@@ -124,6 +125,21 @@ async fn run_write_only_with_an_op_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_measure_every_target_once_per_round() {
+    let mut config = config(vec![TargetKind::Ringkv], 1, Workload::C);
+    config.rounds = 2;
+    config.limit = Limit::Ops(200);
+    let report = ringkv_bench::run(&config).await.unwrap();
+    let rounds: Vec<(TargetKind, usize)> = report.results.iter().map(|r| (r.target, r.round)).collect();
+    assert_eq!(rounds, [(TargetKind::Ringkv, 1), (TargetKind::Ringkv, 2)]);
+    assert!(report.results.iter().all(|r| r.all.ops == 200 && r.all.errors == 0));
+    assert!(report.table().contains("rounds 2"), "{}", report.table());
+    let json: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert_eq!(json["config"]["rounds"], 2);
+    assert_eq!(json["results"][1]["round"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_rejects_bad_settings() {
     let mut bad = config(vec![TargetKind::Ringkv], 1, Workload::A);
     bad.concurrency = 0;
@@ -133,6 +149,10 @@ async fn run_rejects_bad_settings() {
     bad.records = 10;
     let error = ringkv_bench::run(&bad).await.unwrap_err();
     assert!(error.to_string().contains("--nodes"), "{error}");
+    let mut bad = config(vec![TargetKind::Ringkv], 1, Workload::A);
+    bad.rounds = 0;
+    let error = ringkv_bench::run(&bad).await.unwrap_err();
+    assert!(error.to_string().contains("--rounds"), "{error}");
 }
 
 /// Runs `peer` beside ringkv, or prints what is missing.
@@ -148,6 +168,7 @@ async fn against_peer(peer: TargetKind, program: &str, package: &str) {
     let report = run_and_check(vec![TargetKind::Ringkv, peer], 1, Workload::B).await;
     assert_eq!(report.comparisons.len(), 1);
     assert_eq!(report.comparisons[0].peer, peer);
+    assert_eq!(report.comparisons[0].rounds, 1);
     assert!(report.comparisons[0].throughput_ratio > 0.0);
 }
 

@@ -682,7 +682,12 @@ impl Report {
                 );
             }
             for example in &result.error_examples {
-                let _ = writeln!(out, "    round {}, {}: error: {example}", result.round, result.target.name());
+                let _ = writeln!(
+                    out,
+                    "    round {}, {}: error: {example}",
+                    result.round,
+                    result.target.name()
+                );
             }
         }
         for comparison in &self.comparisons {

@@ -36,6 +36,8 @@ use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::message_stream::MessageStream;
+
 /// How often an idle or busy connection of the SDK is pinged.
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a ping of the SDK may go unanswered before the connection is dropped.
@@ -193,6 +195,21 @@ impl Connection {
         Ok((cache.connects, sender))
     }
 
+    /// A sender ready for a new request, with its connect number. A kept connection that
+    /// is found closed (the peer restarted, or shut down and sent GOAWAY) is forgotten and
+    /// replaced once: no request has left on it, so nothing is sent twice, and the call
+    /// reaches a restarted peer instead of failing on the connection it left behind.
+    async fn ready_sender(&self) -> Result<(u64, h2::client::SendRequest<Bytes>), BoxError> {
+        let (connect, sender) = self.sender().await?;
+        if let Ok(ready) = sender.ready().await {
+            return Ok((connect, ready));
+        }
+        self.forget(connect);
+        let (connect, sender) = self.sender().await?;
+        let ready = sender.ready().await.inspect_err(|_| self.forget(connect))?;
+        Ok((connect, ready))
+    }
+
     async fn connect(&self) -> Result<h2::client::SendRequest<Bytes>, BoxError> {
         let address = &self.shared.address;
         let timeout = self.shared.timeouts.connect;
@@ -245,6 +262,29 @@ impl Connection {
         Ok(sender)
     }
 
+    /// Opens a bidirectional gRPC stream to `uri` (the peer's origin and the method's
+    /// path, e.g. `http://10.0.0.1:7000/ringkv.v1.Replica/ApplyStream`) whose messages, both
+    /// ways, are at most `message_bytes_max` bytes. A connection-level failure is
+    /// `UNAVAILABLE` and makes the next call connect again.
+    pub async fn open_stream<Req, Resp>(
+        &self,
+        uri: http::Uri,
+        message_bytes_max: usize,
+    ) -> Result<MessageStream<Req, Resp>, tonic::Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let unavailable = |e: &dyn std::fmt::Display| tonic::Status::unavailable(e.to_string());
+        let request = crate::message_stream::open_request(uri)?;
+        let (connect, mut sender) = self.ready_sender().await.map_err(|e| unavailable(&e))?;
+        let (response, send) = sender.send_request(request, false).map_err(|e| {
+            self.forget(connect);
+            unavailable(&e)
+        })?;
+        Ok(MessageStream::new(send, response, message_bytes_max))
+    }
+
     async fn send(self, request: http::Request<tonic::body::Body>) -> Result<http::Response<ResponseBody>, BoxError> {
         let (parts, body) = request.into_parts();
         // Encode first, so the headers and the body reach h2 together (module docs).
@@ -255,14 +295,7 @@ impl Connection {
                 chunks.push(data);
             }
         }
-        let (connect, sender) = self.sender().await?;
-        let mut sender = match sender.ready().await {
-            Ok(ready) => ready,
-            Err(error) => {
-                self.forget(connect);
-                return Err(error.into());
-            }
-        };
+        let (connect, mut sender) = self.ready_sender().await?;
         let (response, mut stream) = sender
             .send_request(http::Request::from_parts(parts, ()), chunks.is_empty())
             .inspect_err(|_| self.forget(connect))?;

@@ -61,6 +61,7 @@ mod client;
 mod connection;
 mod context;
 mod error;
+mod message_stream;
 mod options;
 mod read;
 mod received;
@@ -70,6 +71,7 @@ pub use client::{Client, ClientBuilder, BACKOFF_MAX, ENDPOINTS_MAX, RESPONSE_BYT
 pub use connection::{Connection, ConnectionTimeouts, Dialer, Dialing, Io, TcpDialer};
 pub use context::Context;
 pub use error::ClientError;
+pub use message_stream::MessageStream;
 pub use options::{Consistency, ReadOptions, WriteOptions, TIMEOUT_MAX};
 pub use read::{LastWriterWins, ReadResult, SiblingResolver, SiblingValue};
 pub use received::SHARE_FROM_BYTES;

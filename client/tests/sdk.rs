@@ -312,6 +312,25 @@ async fn a_node_restarted_on_its_port_is_reached_again_through_a_new_connection(
 }
 
 #[tokio::test]
+async fn the_first_call_after_a_restart_reaches_the_node_without_a_retry() {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (first, served) = FakeNode::start_until("127.0.0.1:0", async {
+        let _ = stopped.await;
+    })
+    .await;
+    // No retries: the call after the restart must not fail on the closed connection.
+    let client = client(&[&first.endpoint], 0, Duration::from_secs(2));
+    let (got, _) = within(BOUND, client.get("k")).await;
+    got.expect("the first server answers");
+    stop.send(()).expect("server still running");
+    within(BOUND, served).await.0.expect("server task");
+    let (second, _served) = FakeNode::start_until(&first.endpoint, std::future::pending()).await;
+    let (got, _) = within(BOUND, client.get("k")).await;
+    got.expect("the restarted server answers the first call");
+    assert_eq!(second.state.calls(), 1);
+}
+
+#[tokio::test]
 async fn unavailable_twice_then_ok_is_retried_to_success() {
     let node = FakeNode::start().await;
     node.state.fail_next([

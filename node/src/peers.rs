@@ -6,9 +6,9 @@
 //! tonic's `Channel`, for the reason the SDK has it: each call costs one socket write
 //! instead of two, and no task sits between the caller and the connection
 //! (`docs/design-decisions.md`). The coordinator's replica reads and merges go through
-//! the peer's [`ReplicaBatcher`] on the same connection. Keep-alive pings make a
-//! connection that silently died (a cut network) fail fast instead of hanging until the
-//! request timeout.
+//! the peer's [`ReplicaBatcher`], on one long-lived stream of the same connection.
+//! Keep-alive pings make a connection that silently died (a cut network) fail fast
+//! instead of hanging until the request timeout.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -65,7 +65,7 @@ impl Peers {
         }
         let connection = self.network.connection(address, PEER_TIMEOUTS);
         let origin = origin(address);
-        let batcher = ReplicaBatcher::start(replica_client(connection.clone(), origin.clone()));
+        let batcher = ReplicaBatcher::start(connection.clone(), origin.clone());
         let peer = Peer {
             address,
             origin,

@@ -4,13 +4,16 @@
 //! invariants verified) before it touches the engine, so a corrupt or hostile message
 //! is refused with `INVALID_ARGUMENT` and never merged.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::Stream;
 use ringkv_client::proto::{self, replica_server::Replica};
 use ringkv_ring::NodeId;
 use ringkv_storage::{record, Key, KeyState};
-use tonic::{Request, Response, Status};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::anti_entropy::leaf_digests;
 use crate::membership::LocalState;
@@ -26,6 +29,9 @@ pub const REPLICA_OPS_MAX: usize = 256;
 /// Serves the replica API over a node's store.
 pub struct ReplicaService {
     core: Arc<NodeCore>,
+    /// Turns true when the node stops: open `ApplyStream` calls end then, or the server's
+    /// graceful shutdown would wait for them forever.
+    stop: watch::Receiver<bool>,
 }
 
 impl ReplicaService {
@@ -42,9 +48,9 @@ impl ReplicaService {
         })
     }
 
-    /// A service over a node's shared state.
-    pub fn new(core: Arc<NodeCore>) -> ReplicaService {
-        ReplicaService { core }
+    /// A service over a node's shared state, until `stop` turns true.
+    pub fn new(core: Arc<NodeCore>, stop: watch::Receiver<bool>) -> ReplicaService {
+        ReplicaService { core, stop }
     }
 
     fn key(&self, bytes: Bytes) -> Result<Key, Status> {
@@ -95,33 +101,13 @@ impl ReplicaService {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
-}
+/// The answers of an `ApplyStream` call, one per batch (the generated trait's `BoxStream`).
+pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<proto::ReplicaOpsResponse, Status>> + Send + 'static>>;
 
-#[tonic::async_trait]
-impl Replica for ReplicaService {
-    async fn read(
-        &self,
-        request: Request<proto::ReplicaReadRequest>,
-    ) -> Result<Response<proto::ReplicaReadResponse>, Status> {
-        let state = self.read_op(request.into_inner()).await?;
-        Ok(Response::new(proto::ReplicaReadResponse { state }))
-    }
-
-    async fn merge(
-        &self,
-        request: Request<proto::ReplicaMergeRequest>,
-    ) -> Result<Response<proto::ReplicaMergeResponse>, Status> {
-        self.merge_op(request.into_inner()).await?;
-        Ok(Response::new(proto::ReplicaMergeResponse {}))
-    }
-
-    async fn apply(
-        &self,
-        request: Request<proto::ReplicaOpsRequest>,
-    ) -> Result<Response<proto::ReplicaOpsResponse>, Status> {
-        let ops = request.into_inner().ops;
+impl ReplicaService {
+    /// One batch of `Apply` or `ApplyStream`: every operation applied as its unary call
+    /// would be, concurrently, with one result each, in order.
+    async fn apply_ops(&self, ops: Vec<proto::ReplicaOp>) -> Result<Vec<proto::ReplicaOpResult>, Status> {
         if ops.len() > REPLICA_OPS_MAX {
             return Err(Status::invalid_argument(format!(
                 "{} operations in one call, the limit is {REPLICA_OPS_MAX}",
@@ -151,7 +137,69 @@ impl Replica for ReplicaService {
             }
         }))
         .await;
+        Ok(results)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+#[tonic::async_trait]
+impl Replica for ReplicaService {
+    async fn read(
+        &self,
+        request: Request<proto::ReplicaReadRequest>,
+    ) -> Result<Response<proto::ReplicaReadResponse>, Status> {
+        let state = self.read_op(request.into_inner()).await?;
+        Ok(Response::new(proto::ReplicaReadResponse { state }))
+    }
+
+    async fn merge(
+        &self,
+        request: Request<proto::ReplicaMergeRequest>,
+    ) -> Result<Response<proto::ReplicaMergeResponse>, Status> {
+        self.merge_op(request.into_inner()).await?;
+        Ok(Response::new(proto::ReplicaMergeResponse {}))
+    }
+
+    async fn apply(
+        &self,
+        request: Request<proto::ReplicaOpsRequest>,
+    ) -> Result<Response<proto::ReplicaOpsResponse>, Status> {
+        let results = self.apply_ops(request.into_inner().ops).await?;
         Ok(Response::new(proto::ReplicaOpsResponse { results }))
+    }
+
+    async fn apply_stream(
+        &self,
+        request: Request<Streaming<proto::ReplicaOpsRequest>>,
+    ) -> Result<Response<AnswerStream>, Status> {
+        // One batch at a time, answered in order: the next one is read only after this one
+        // is answered, so HTTP/2 flow control is all the queue there is.
+        let service = ReplicaService::new(Arc::clone(&self.core), self.stop.clone());
+        let state = (service, request.into_inner());
+        let answers = futures::stream::unfold(Some(state), |state| async move {
+            let (mut service, mut batches) = state?;
+            let message = tokio::select! {
+                biased;
+                // The node is stopping: end the stream between batches. A batch already
+                // read is always answered.
+                _ = service.stop.wait_for(|stopping| *stopping) => return None,
+                message = batches.message() => message,
+            };
+            let batch = match message {
+                Ok(Some(batch)) => batch,
+                Ok(None) => return None, // the peer closed its side
+                Err(status) => return Some((Err(status), None)),
+            };
+            match service.apply_ops(batch.ops).await {
+                Ok(results) => Some((Ok(proto::ReplicaOpsResponse { results }), Some((service, batches)))),
+                // A refused batch ends the stream: the peer opens a new one.
+                Err(status) => Some((Err(status), None)),
+            }
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn merge_batch(

@@ -332,7 +332,7 @@ impl RunningNode {
         let kv = KvServer::new(KvService::new(Coordinator::new(Arc::clone(&core)))).max_decoding_message_size(
             core.config.limits.value_bytes_max() as usize + core.config.limits.key_bytes_max() as usize + (64 << 10),
         );
-        let replica = ReplicaServer::new(ReplicaService::new(Arc::clone(&core)))
+        let replica = ReplicaServer::new(ReplicaService::new(Arc::clone(&core), shutdown_rx.clone()))
             .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX);
         let stop = shutdown_rx.clone();

@@ -100,7 +100,8 @@ impl Peers {
     }
 }
 
-fn replica_client(connection: Connection, origin: Uri) -> ReplicaClient<Connection> {
+/// A replica API client on `connection`, with the replica message limit both ways.
+pub(crate) fn replica_client(connection: Connection, origin: Uri) -> ReplicaClient<Connection> {
     ReplicaClient::with_origin(connection, origin)
         .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX)

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use tonic::transport::Uri;
 use tonic::{Code, Status};
 
-use crate::peers::REPLICA_MESSAGE_BYTES_MAX;
+use crate::peers::{replica_client, REPLICA_MESSAGE_BYTES_MAX};
 
 /// Operations in one batch.
 pub const BATCH_OPS_MAX: usize = 128;
@@ -134,9 +134,7 @@ impl Link {
         parts.path_and_query = Some(tonic::codegen::http::uri::PathAndQuery::from_static(APPLY_STREAM_PATH));
         let stream_uri =
             Uri::from_parts(parts).unwrap_or_else(|_| unreachable!("an origin and a path form a valid URI"));
-        let unary = ReplicaClient::with_origin(connection.clone(), origin)
-            .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX);
+        let unary = replica_client(connection.clone(), origin);
         Link {
             connection,
             stream_uri,

@@ -140,15 +140,13 @@ fn rss_text() -> String {
 
 async fn idle(nodes: usize, seconds: u64) -> anyhow::Result<()> {
     println!("before starting: VmRSS {}", rss_text());
-    let (cluster, _dir) = start_ringkv_cluster(nodes, Durability::Buffered, &std::env::temp_dir())
+    let cluster = start_ringkv_cluster(nodes, Durability::Buffered, &std::env::temp_dir())
         .await
         .context("starting the local cluster")?;
     println!("{nodes} node(s) started: VmRSS {}", rss_text());
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     println!("after {seconds} s idle: VmRSS {}", rss_text());
-    for node in cluster {
-        node.shutdown().await;
-    }
+    cluster.shutdown().await;
     Ok(())
 }
 
@@ -232,7 +230,7 @@ async fn latency(ops: u64, keys: u64, value_bytes: usize, nodes: usize, endpoint
         let cluster = start_ringkv_cluster(nodes, Durability::Buffered, &std::env::temp_dir())
             .await
             .context("starting the local cluster")?;
-        let endpoints = cluster.0.iter().map(|n| n.address().to_string()).collect();
+        let endpoints = cluster.endpoints();
         (Some(cluster), endpoints)
     } else {
         (None, endpoints)
@@ -279,10 +277,8 @@ async fn latency(ops: u64, keys: u64, value_bytes: usize, nodes: usize, endpoint
         );
     }
     report("get", &gets, started.elapsed());
-    if let Some((nodes, _dir)) = cluster {
-        for node in nodes {
-            node.shutdown().await;
-        }
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
     }
     Ok(())
 }

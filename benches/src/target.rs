@@ -21,8 +21,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use redis::AsyncCommands as _;
 use ringkv_client::{Client, Context};
-use ringkv_node::{NodeConfig, RunningNode, Seed, StartOptions};
-use ringkv_ring::NodeId;
+use ringkv_node::LocalCluster;
 use ringkv_storage::Durability;
 
 use crate::etcd_proto::{self, kv_client::KvClient};
@@ -190,47 +189,26 @@ impl Session {
 
 /// An in-process ringkv cluster on loopback, RocksDB in a temporary directory.
 pub struct RingkvTarget {
-    nodes: Vec<RunningNode>,
+    cluster: LocalCluster,
     endpoints: Vec<String>,
     /// The context each record was last written or read with, gathered from the load.
     contexts: Mutex<Vec<Context>>,
     description: String,
-    _dir: tempfile::TempDir,
 }
 
-/// Starts `count` ringkv nodes in this process: N = min(3, count), R = W = N/2 + 1.
+/// Starts `count` ringkv nodes in this process on RocksDB in a temporary directory under
+/// `data_root`: N = min(3, count), R = W = N/2 + 1.
 pub async fn start_ringkv_cluster(
     count: usize,
     durability: Durability,
     data_root: &Path,
-) -> anyhow::Result<(Vec<RunningNode>, tempfile::TempDir)> {
-    anyhow::ensure!(count >= 1, "a cluster needs at least one node");
-    let dir = tempfile::Builder::new().prefix("ringkv-bench-").tempdir_in(data_root)?;
-    let mut listeners = Vec::new();
-    let mut seeds = Vec::new();
-    for i in 0..count {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        seeds.push(Seed {
-            id: NodeId::try_from(format!("n{}", i + 1).as_str())?,
-            address: listener.local_addr()?,
-        });
-        listeners.push(listener);
-    }
-    let mut nodes = Vec::new();
-    for (seed, listener) in seeds.iter().zip(listeners) {
-        let mut config = NodeConfig::local(seed.id.clone(), seed.address, dir.path().join(seed.id.as_str()));
-        config.seeds = seeds.clone();
-        config.replicas = u8::try_from(count.min(3))?;
-        config.read_quorum = config.replicas / 2 + 1;
-        config.write_quorum = config.replicas / 2 + 1;
-        config.durability = durability;
-        let options = StartOptions {
-            listener: Some(listener),
-            ..Default::default()
-        };
-        nodes.push(RunningNode::start_with(config, options).await?);
-    }
-    Ok((nodes, dir))
+) -> anyhow::Result<LocalCluster> {
+    Ok(LocalCluster::builder()
+        .nodes(count)
+        .durability(durability)
+        .temporary_dir_in(data_root)
+        .start()
+        .await?)
 }
 
 impl RingkvTarget {
@@ -240,10 +218,10 @@ impl RingkvTarget {
         } else {
             Durability::Buffered
         };
-        let (nodes, dir) = start_ringkv_cluster(options.nodes, durability, &options.data_root)
+        let cluster = start_ringkv_cluster(options.nodes, durability, &options.data_root)
             .await
             .context("starting the ringkv cluster")?;
-        let endpoints = nodes.iter().map(|n| n.address().to_string()).collect();
+        let endpoints = cluster.endpoints();
         let n = options.nodes.min(3);
         let quorum = n / 2 + 1;
         let description = format!(
@@ -256,11 +234,10 @@ impl RingkvTarget {
             }
         );
         Ok(RingkvTarget {
-            nodes,
+            cluster,
             endpoints,
             contexts: Mutex::new(vec![Context::empty(); usize::try_from(options.records)?]),
             description,
-            _dir: dir,
         })
     }
 
@@ -297,9 +274,7 @@ impl RingkvTarget {
     }
 
     async fn shutdown(self) {
-        for node in self.nodes {
-            node.shutdown().await;
-        }
+        self.cluster.shutdown().await;
     }
 }
 

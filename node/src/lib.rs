@@ -1,35 +1,43 @@
 //! The ringkv server.
 //!
 //! A node serves two gRPC services on one port (see `client/proto/ringkv.proto`): the
-//! client API, where any node acts as [`coordinator`] for a request, and the replica API
-//! ([`replica_service`]) other nodes use to read and merge states. Background loops
-//! probe peers and hand hints off ([`background`]), compare hash trees and repair
-//! ([`anti_entropy`]), and purge old tombstones ([`tombstone_gc`]). [`server::RunningNode`] wires it all.
+//! client API, where any node coordinates a request (`request`), and the replica API
+//! other nodes use to read and merge states (`replica`). The parts, each a folder:
 //!
-//! Start reading at [`coordinator`]: it is the path of every request.
+//! - `request`: the path of a client request: the client API, then the coordinator's
+//!   read, write and forward;
+//! - `replica`: one way to talk to a replica, local or remote (`Replica`), and the one
+//!   quorum primitive (`QuorumCall`); the peers' connections and batchers; the replica
+//!   API server;
+//! - `store`: the local engine from async code, group commit, the hash trees;
+//! - `membership`: the ring and liveness views (static or gossip), and the join handshake;
+//! - `maintenance`: background rounds: hint hand-off, range transfer, anti-entropy,
+//!   tombstone GC, ring watch, probes;
+//! - `server`: starting and stopping a node ([`RunningNode`]).
+//!
+//! Start reading at `request`: it is the path of every request.
+//!
+//! The public surface is what other crates need: [`RunningNode`] and [`StartOptions`] to
+//! run a node, [`NodeConfig`] (and [`config`]) to configure it, [`network`] to run it on
+//! another network (the simulation's), [`clock`] to drive its clock, [`LocalCluster`] to
+//! start several on loopback, and [`inspect`] to look inside one from a test.
 
-pub mod admin;
-pub mod anti_entropy;
-pub mod background;
 pub mod clock;
 pub mod config;
-pub mod coordinator;
-pub mod gossip_membership;
-pub mod group_commit;
-pub mod join;
-pub mod kv_service;
-pub mod local_store;
-pub mod membership;
-pub mod merkle_index;
+pub mod inspect;
+pub mod local_cluster;
+mod maintenance;
+mod membership;
 pub mod metrics;
 pub mod network;
-pub mod node_core;
-pub mod peers;
-pub mod replica_batcher;
-pub mod replica_service;
-pub mod server;
-pub mod tombstone_gc;
-pub mod transfer;
+mod node_core;
+mod replica;
+mod request;
+mod server;
+mod store;
 
 pub use config::{EngineKind, NodeConfig, Seed};
+pub use inspect::Inspector;
+pub use local_cluster::LocalCluster;
+pub use membership::LocalState;
 pub use server::{RunningNode, StartError, StartOptions};

@@ -11,13 +11,14 @@ use ringkv_storage::ActorId;
 
 use crate::clock::NodeClock;
 use crate::config::NodeConfig;
-use crate::local_store::LocalStore;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
-use crate::peers::Peers;
+use crate::replica::peers::Peers;
+use crate::replica::quorum::Background;
+use crate::store::LocalStore;
 
 /// Shared state of one node.
-pub struct NodeCore {
+pub(crate) struct NodeCore {
     /// Validated configuration.
     pub config: NodeConfig,
     /// The dot-assigning identity of this node's current incarnation.
@@ -31,7 +32,9 @@ pub struct NodeCore {
     /// Metrics registry.
     pub metrics: Metrics,
     /// Wall clock and hybrid logical clock.
-    pub clock: NodeClock,
+    pub clock: Arc<NodeClock>,
+    /// The bounded pool of background work (late copies of writes, read repairs).
+    pub background: Background,
     /// Set to `true` once a leaving node has handed all its data over.
     pub left: tokio::sync::watch::Sender<bool>,
 }

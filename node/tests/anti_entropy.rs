@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringkv_client::{Consistency, Context, ReadOptions, WriteOptions};
-use ringkv_node::anti_entropy::exchange;
 use ringkv_storage::{record, ActorId, Hlc, Key, KeyState, Limits, VersionVector, Write};
 use support::{eventually, TestCluster};
 
@@ -29,8 +28,8 @@ fn state(actor: u64, value: &str) -> KeyState {
 
 async fn states(cluster: &TestCluster, key: &Key) -> Vec<Option<KeyState>> {
     let mut out = Vec::new();
-    for node in cluster.nodes.iter().flatten() {
-        out.push(node.core().store.get(key.clone()).await.unwrap());
+    for node in cluster.running() {
+        out.push(node.inspect().stored(key).await.unwrap());
     }
     out
 }
@@ -60,9 +59,8 @@ async fn diverged_replicas_converge_without_reads() {
     cluster.restart(2).await;
     cluster
         .node(2)
-        .core()
-        .store
-        .merge(concurrent.clone(), state(99, "only on n3"))
+        .inspect()
+        .merge_locally(concurrent.clone(), state(99, "only on n3"))
         .await
         .unwrap();
 
@@ -83,10 +81,10 @@ async fn diverged_replicas_converge_without_reads() {
     })
     .await;
     let repaired: u64 = (0..3)
-        .map(|i| cluster.node(i).core().metrics.anti_entropy_keys_repaired.get())
+        .map(|i| cluster.node(i).inspect().metrics().anti_entropy_keys_repaired.get())
         .sum();
     let bytes: u64 = (0..3)
-        .map(|i| cluster.node(i).core().metrics.anti_entropy_bytes.get())
+        .map(|i| cluster.node(i).inspect().metrics().anti_entropy_bytes.get())
         .sum();
     println!(
         "anti-entropy: 201 keys missing on one replica converged in {:.2} s with no reads; {repaired} keys repaired, {bytes} bytes exchanged",
@@ -112,9 +110,8 @@ async fn exchange_traffic_follows_the_difference() {
             for node in 0..2 {
                 cluster
                     .node(node)
-                    .core()
-                    .store
-                    .merge_batch(batch.clone())
+                    .inspect()
+                    .merge_batch_locally(batch.clone())
                     .await
                     .unwrap();
             }
@@ -125,14 +122,13 @@ async fn exchange_traffic_follows_the_difference() {
         let k = key(&format!("bulk-{:06}", i * 9_973));
         cluster
             .node(1)
-            .core()
-            .store
-            .merge(k, state(2, "a newer concurrent write"))
+            .inspect()
+            .merge_locally(k, state(2, "a newer concurrent write"))
             .await
             .unwrap();
     }
     let n2 = cluster.configs[1].node_id.clone();
-    let stats = exchange(cluster.node(0).core(), &n2).await.unwrap();
+    let stats = cluster.node(0).inspect().exchange_with(&n2).await.unwrap();
     let ratio = stats.bytes as f64 / data_bytes as f64;
     println!(
         "anti-entropy: {count} keys ({data_bytes} bytes of data), 10 differing: {} bytes exchanged = {:.3}% of the data; {stats:?}",
@@ -142,7 +138,7 @@ async fn exchange_traffic_follows_the_difference() {
     assert_eq!(stats.keys_differing, 10);
     assert_eq!(stats.keys_repaired, 10);
     assert!(ratio < 0.01, "exchange moved {:.3}% of the data", ratio * 100.0);
-    let again = exchange(cluster.node(0).core(), &n2).await.unwrap();
+    let again = cluster.node(0).inspect().exchange_with(&n2).await.unwrap();
     assert_eq!(again.keys_differing, 0, "a second exchange finds nothing: {again:?}");
     println!(
         "anti-entropy: a second exchange with nothing to repair moved {} bytes",
@@ -200,7 +196,7 @@ async fn purged_tombstone_never_resurrects_the_value() {
     // already empty and counts no complete purge (seen twice on a loaded machine), which
     // is harmless, since a purge deletes only an unchanged tombstone.
     let purged: u64 = (0..3)
-        .map(|i| cluster.node(i).core().metrics.tombstones_purged.get())
+        .map(|i| cluster.node(i).inspect().metrics().tombstones_purged.get())
         .sum();
     assert!(purged <= 3, "{purged} complete purges of one key by three nodes");
 
@@ -238,7 +234,7 @@ async fn anti_entropy_rpcs_refuse_bad_input() {
         .await
         .unwrap();
     // A segment the node's ring does not have: the ring views differ.
-    let ends = cluster.node(0).core().store.index().with(|t| t.segment_ends().to_vec());
+    let ends = cluster.node(0).inspect().segment_ends();
     let unknown = (1..u64::MAX).find(|p| !ends.contains(p)).unwrap();
     let status = client
         .segment_leaves(proto::SegmentLeavesRequest { segment_end: unknown })

@@ -61,7 +61,7 @@ async fn put_get_and_values_survive_a_restart_of_every_node() {
 async fn sloppy_quorum_hint_is_delivered_after_the_replica_returns() {
     let mut cluster = TestCluster::start(4, 3).await;
     let key = "hinted-key";
-    let ring = cluster.node(0).core().membership.ring();
+    let ring = cluster.node(0).inspect().ring();
     let pref = ring.preference_list(key_position(key.as_bytes()), 3);
     let down = cluster.index_of(&pref.nodes()[1]);
     let coordinator = cluster.index_of(&pref.nodes()[0]);
@@ -79,7 +79,7 @@ async fn sloppy_quorum_hint_is_delivered_after_the_replica_returns() {
         .unwrap();
 
     // The node outside the preference list holds the copy as a hint for the stopped one.
-    let hints = cluster.node(stand_in).core().store.hint_counts().await.unwrap();
+    let hints = cluster.node(stand_in).inspect().hint_counts().await.unwrap();
     assert_eq!(
         hints,
         vec![(cluster.configs[down].node_id.clone(), 1)],
@@ -89,16 +89,15 @@ async fn sloppy_quorum_hint_is_delivered_after_the_replica_returns() {
     cluster.restart(down).await;
     let down_id = cluster.configs[down].node_id.clone();
     eventually(Duration::from_secs(10), || {
-        let store = cluster.node(stand_in).core().store.clone();
+        let store = cluster.node(stand_in).inspect();
         async move { store.hint_counts().await.unwrap().is_empty().then_some(()) }
     })
     .await;
     let key = Limits::default().key(key).unwrap();
     let held = cluster
         .node(down)
-        .core()
-        .store
-        .get(key)
+        .inspect()
+        .stored(&key)
         .await
         .unwrap()
         .expect("the restarted replica holds the value");
@@ -299,9 +298,8 @@ async fn read_repair_fixes_a_stale_replica() {
     );
     cluster
         .node(0)
-        .core()
-        .store
-        .merge(key.clone(), state.clone())
+        .inspect()
+        .merge_locally(key.clone(), state.clone())
         .await
         .unwrap();
     let all = ReadOptions {
@@ -313,12 +311,12 @@ async fn read_repair_fixes_a_stale_replica() {
         ["only on n1"]
     );
     for i in 1..3 {
-        let store = cluster.node(i).core().store.clone();
+        let store = cluster.node(i).inspect();
         let key = key.clone();
         let expected = state.clone();
         eventually(Duration::from_secs(5), || {
             let (store, key, expected) = (store.clone(), key.clone(), expected.clone());
-            async move { (store.get(key).await.unwrap() == Some(expected)).then_some(()) }
+            async move { (store.stored(&key).await.unwrap() == Some(expected)).then_some(()) }
         })
         .await;
     }
@@ -403,7 +401,7 @@ fn metric(text: &str, name: &str) -> u64 {
 async fn a_read_asks_r_replicas_and_replaces_one_that_is_down() {
     let mut cluster = TestCluster::start(3, 3).await;
     let key = "asked-key";
-    let ring = cluster.node(0).core().membership.ring();
+    let ring = cluster.node(0).inspect().ring();
     let pref = ring.preference_list(key_position(key.as_bytes()), 3);
     let [coordinator, first_peer, second_peer] = [0, 1, 2].map(|i| cluster.index_of(&pref.nodes()[i]));
     let all = WriteOptions {
@@ -412,7 +410,7 @@ async fn a_read_asks_r_replicas_and_replaces_one_that_is_down() {
     };
     let client = cluster.client_for(coordinator);
     client.put_with(key, "v1", &Context::empty(), all).await.unwrap();
-    let served = |cluster: &TestCluster, i: usize| cluster.node(i).core().metrics.replica_batched_ops.get();
+    let served = |cluster: &TestCluster, i: usize| cluster.node(i).inspect().metrics().replica_batched_ops.get();
 
     // R=2 (the default): the coordinator's own copy and one peer, the one after it in
     // the preference list. The other peer is not asked.

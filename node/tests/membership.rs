@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringkv_client::{ClientError, Consistency, Context, ReadOptions, WriteOptions};
-use ringkv_node::membership::LocalState;
+use ringkv_node::LocalState;
 use ringkv_node::{RunningNode, StartError, StartOptions};
 use ringkv_storage::{Key, Limits};
 use support::{eventually, GossipCluster};
@@ -137,15 +137,7 @@ async fn assert_every_write_kept(cluster: &GossipCluster, loaded: &[String], ack
 
 /// The generation node `observer` has seen for `node`.
 fn generation_seen_by(cluster: &GossipCluster, observer: usize, node: &ringkv_ring::NodeId) -> u64 {
-    cluster
-        .node(observer)
-        .core()
-        .membership
-        .members()
-        .iter()
-        .find(|m| m.id == *node)
-        .unwrap()
-        .generation
+    cluster.node(observer).inspect().generation_of(node).unwrap()
 }
 
 async fn assert_all_readable(cluster: &GossipCluster, keys: &[String]) {
@@ -175,7 +167,7 @@ async fn a_sixth_node_joins_under_load_and_takes_its_share() {
     let started = Instant::now();
     let joined = cluster.add().await;
     eventually(Duration::from_secs(60), || async {
-        (cluster.node(joined).core().membership.local_state() == LocalState::Up).then_some(())
+        (cluster.node(joined).inspect().local_state() == LocalState::Up).then_some(())
     })
     .await;
     let join_time = started.elapsed();
@@ -183,9 +175,9 @@ async fn a_sixth_node_joins_under_load_and_takes_its_share() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (acked, read_errors, reads) = traffic.stop().await;
 
-    let received = cluster.node(joined).core().metrics.transfer_keys_received.get();
-    let ring = cluster.node(0).core().membership.ring();
-    let me = cluster.node(joined).core().me().clone();
+    let received = cluster.node(joined).inspect().metrics().transfer_keys_received.get();
+    let ring = cluster.node(0).inspect().ring();
+    let me = cluster.node(joined).node_id().clone();
     let should_move = loaded
         .iter()
         .filter(|k| ring.preference_list(key(k).position(), 3).contains(&me))
@@ -250,7 +242,7 @@ async fn a_killed_node_is_removed_and_its_data_re_replicated() {
     let loaded = load(&cluster, "loaded", 1_000).await;
     cluster.stop(4).await;
     eventually(Duration::from_secs(30), || async {
-        (!cluster.node(0).core().membership.is_alive(&cluster.configs[4].node_id)).then_some(())
+        (!cluster.node(0).inspect().is_alive(&cluster.configs[4].node_id)).then_some(())
     })
     .await;
     let client = cluster.client_for(0);
@@ -293,7 +285,7 @@ async fn failure_detector_marks_stopped_and_silent_nodes_down() {
     cluster.stop(2).await;
     let started = Instant::now();
     eventually(Duration::from_secs(30), || async {
-        (!cluster.node(0).core().membership.is_alive(&n3)).then_some(())
+        (!cluster.node(0).inspect().is_alive(&n3)).then_some(())
     })
     .await;
     println!(
@@ -301,14 +293,14 @@ async fn failure_detector_marks_stopped_and_silent_nodes_down() {
         started.elapsed().as_secs_f64()
     );
     assert!(
-        cluster.node(0).core().membership.ring().contains(&n3),
+        cluster.node(0).inspect().ring().contains(&n3),
         "a dead node stays in the ring until removed"
     );
 
     cluster.restart(2).await;
     let started = Instant::now();
     eventually(Duration::from_secs(30), || async {
-        cluster.node(0).core().membership.is_alive(&n3).then_some(())
+        cluster.node(0).inspect().is_alive(&n3).then_some(())
     })
     .await;
     let generation_after = generation_seen_by(&cluster, 0, &n3);
@@ -323,7 +315,7 @@ async fn failure_detector_marks_stopped_and_silent_nodes_down() {
     cluster.node(1).stop_gossip().await;
     let started = Instant::now();
     eventually(Duration::from_secs(30), || async {
-        (!cluster.node(0).core().membership.is_alive(&n2)).then_some(())
+        (!cluster.node(0).inspect().is_alive(&n2)).then_some(())
     })
     .await;
     println!(
@@ -332,12 +324,12 @@ async fn failure_detector_marks_stopped_and_silent_nodes_down() {
     );
     for i in [0, 2, 3] {
         eventually(Duration::from_secs(30), || async {
-            (!cluster.node(i).core().membership.is_alive(&n2)).then_some(())
+            (!cluster.node(i).inspect().is_alive(&n2)).then_some(())
         })
         .await;
     }
     // Writes for its keys go to a stand-in with a hint, as for a dead node.
-    let ring = cluster.node(0).core().membership.ring();
+    let ring = cluster.node(0).inspect().ring();
     let k = (0..)
         .map(|i| format!("k{i}"))
         .find(|k| ring.preference_list(key(k).position(), 3).contains(&n2))
@@ -351,7 +343,10 @@ async fn failure_detector_marks_stopped_and_silent_nodes_down() {
         .put_with(k, "v", &Context::empty(), all)
         .await
         .unwrap();
-    let hinted: u64 = cluster.running().map(|n| n.core().metrics.hinted_writes.get()).sum();
+    let hinted: u64 = cluster
+        .running()
+        .map(|n| n.inspect().metrics().hinted_writes.get())
+        .sum();
     assert!(hinted >= 1, "the silent node's copy went to a stand-in");
     cluster.shutdown().await;
 }
@@ -405,9 +400,7 @@ async fn bad_joins_are_refused_and_the_cluster_is_unaffected() {
     }
 
     // The cluster did not notice.
-    assert!(cluster
-        .running()
-        .all(|n| n.core().membership.ring().physical_node_count() == 3));
+    assert!(cluster.running().all(|n| n.inspect().ring().physical_node_count() == 3));
     let client = cluster.client();
     client.put("still", "works", &Context::empty()).await.unwrap();
     assert_eq!(

@@ -22,7 +22,6 @@ use ringkv_client::proto;
 use ringkv_client::proto::kv_client::KvClient;
 use ringkv_node::clock::NodeClock;
 use ringkv_node::network::Network;
-use ringkv_node::node_core::NodeCore;
 use ringkv_node::{EngineKind, NodeConfig, RunningNode, StartOptions};
 use ringkv_ring::{Member, NodeId, Ring};
 use ringkv_storage::injected_bug::Bug;
@@ -132,7 +131,8 @@ pub fn run_seed(seed: u64, options: RunOptions) -> RunReport {
 
 struct NodeSlot {
     engine: Arc<MemoryEngine>,
-    core: Rc<RefCell<Weak<NodeCore>>>,
+    /// The running node's clock (to step it); dangling while the node is down.
+    clock: Rc<RefCell<Weak<NodeClock>>>,
     crashed: bool,
 }
 
@@ -160,7 +160,7 @@ impl Run {
         let slots = (0..plan.nodes)
             .map(|_| NodeSlot {
                 engine: Arc::new(MemoryEngine::new()),
-                core: Rc::new(RefCell::new(Weak::new())),
+                clock: Rc::new(RefCell::new(Weak::new())),
                 crashed: false,
             })
             .collect();
@@ -390,8 +390,8 @@ impl Run {
                 }
             }
             Fault::ClockJump { node, delta_ms } => {
-                if let Some(core) = self.slots[*node].core.borrow().upgrade() {
-                    core.clock.jump(*delta_ms);
+                if let Some(clock) = self.slots[*node].clock.borrow().upgrade() {
+                    clock.jump(*delta_ms);
                 }
             }
         }
@@ -426,15 +426,15 @@ impl Run {
 
     fn add_node(&self, sim: &mut turmoil::Sim<'_>, i: usize, gossip: &GossipNet) {
         let engine = Arc::clone(&self.slots[i].engine);
-        let core_slot = Rc::clone(&self.slots[i].core);
+        let clock_slot = Rc::clone(&self.slots[i].clock);
         let gossip = gossip.clone();
         let nodes = self.plan.nodes;
         let replicas = self.plan.replicas;
         let boots = Rc::new(Cell::new(0u32));
         sim.host(node_name(i), move || {
-            let (engine, core_slot, gossip, boots) = (
+            let (engine, clock_slot, gossip, boots) = (
                 Arc::clone(&engine),
-                Rc::clone(&core_slot),
+                Rc::clone(&clock_slot),
                 gossip.clone(),
                 Rc::clone(&boots),
             );
@@ -443,7 +443,7 @@ impl Run {
                 nodes,
                 replicas,
                 engine,
-                core_slot,
+                clock_slot,
                 gossip,
                 boots,
             })
@@ -488,7 +488,7 @@ struct NodeHost {
     nodes: usize,
     replicas: u8,
     engine: Arc<MemoryEngine>,
-    core_slot: Rc<RefCell<Weak<NodeCore>>>,
+    clock_slot: Rc<RefCell<Weak<NodeClock>>>,
     gossip: GossipNet,
     boots: Rc<Cell<u32>>,
 }
@@ -519,17 +519,20 @@ async fn run_node(host: NodeHost) -> turmoil::Result {
     };
     let config = node_config(i, me, join, host.replicas);
     loop {
+        let clock = Arc::new(NodeClock::starting_at(EPOCH_MS + now_ms()));
         let options = StartOptions {
             incoming: Some(incoming(GRPC_PORT).await?),
             network: Network::with_connector(Arc::new(TurmoilConnector)),
             gossip_transport: Some(Arc::new(host.gossip.clone())),
             engine: Some(Arc::clone(&host.engine) as Arc<dyn Engine>),
-            clock: Some(NodeClock::starting_at(EPOCH_MS + now_ms())),
+            clock: Some(Arc::clone(&clock)),
             listener: None,
         };
         match RunningNode::start_with(config.clone(), options).await {
             Ok(node) => {
-                *host.core_slot.borrow_mut() = Arc::downgrade(node.core());
+                *host.clock_slot.borrow_mut() = Arc::downgrade(&clock);
+                // Runs until the host is crashed, which drops this task and the node.
+                let _running = node;
                 std::future::pending::<()>().await;
             }
             Err(e) => {

@@ -4,15 +4,14 @@
 //! `<admin-base-port + i - 1>` and RocksDB under `<data-dir>/n<i>`. After starting it runs
 //! a put and a get through the SDK and prints the result, so a new user sees it work.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ringkv_client::{Client, Context};
+use ringkv_client::Client;
 use ringkv_node::config::{ADMIN_PORT_DEFAULT, CLIENT_PORT_DEFAULT};
-use ringkv_node::{EngineKind, NodeConfig, RunningNode, Seed};
-use ringkv_ring::NodeId;
+use ringkv_node::local_cluster::LocalClusterError;
+use ringkv_node::{EngineKind, LocalCluster};
 
 use super::{CommandResult, Failure};
 
@@ -44,98 +43,56 @@ pub struct DevArgs {
     check_only: bool,
 }
 
-fn configs(args: &DevArgs) -> Result<Vec<NodeConfig>, Failure> {
+pub async fn run(args: DevArgs) -> CommandResult {
     if args.nodes == 0 || args.nodes > DEV_NODES_MAX {
         return Err(Failure::invalid(anyhow::anyhow!(
             "--nodes {} is outside 1..={DEV_NODES_MAX}",
             args.nodes
         )));
     }
-    let n = args.replicas.unwrap_or(3.min(args.nodes as u8));
-    if n == 0 || u16::from(n) > args.nodes {
-        return Err(Failure::invalid(anyhow::anyhow!(
-            "--replicas {n} is outside 1..={}",
-            args.nodes
-        )));
+    let mut builder = LocalCluster::builder()
+        .nodes(usize::from(args.nodes))
+        .base_ports(args.base_port, Some(args.admin_base_port))
+        .data_dir(&args.data_dir)
+        .engine(args.engine);
+    if let Some(replicas) = args.replicas {
+        builder = builder.replicas(replicas);
     }
-    let port = |base: u16, i: u16| {
-        base.checked_add(i)
-            .ok_or_else(|| Failure::invalid(anyhow::anyhow!("port {base} + {i} is above 65535")))
-    };
-    let mut seeds = Vec::new();
-    for i in 0..args.nodes {
-        let id = NodeId::try_from(format!("n{}", i + 1).as_str()).map_err(Failure::invalid)?;
-        seeds.push(Seed {
-            id,
-            address: SocketAddr::from(([127, 0, 0, 1], port(args.base_port, i)?)),
-        });
-    }
-    let mut configs = Vec::new();
-    for (i, seed) in seeds.iter().enumerate() {
-        let mut config = NodeConfig::local(seed.id.clone(), seed.address, args.data_dir.join(seed.id.as_str()));
-        config.admin_listen = Some(SocketAddr::from((
-            [127, 0, 0, 1],
-            port(args.admin_base_port, i as u16)?,
-        )));
-        config.engine = args.engine;
-        config.seeds = seeds.clone();
-        config.replicas = n;
-        config.read_quorum = n / 2 + 1;
-        config.write_quorum = n / 2 + 1;
-        config.validate().map_err(Failure::invalid)?;
-        configs.push(config);
-    }
-    Ok(configs)
-}
-
-pub async fn run(args: DevArgs) -> CommandResult {
-    let configs = configs(&args)?;
-    let (n, r, w) = (configs[0].replicas, configs[0].read_quorum, configs[0].write_quorum);
-    let mut nodes: Vec<RunningNode> = Vec::new();
-    for config in configs {
-        match RunningNode::start(config).await {
-            Ok(node) => nodes.push(node),
-            Err(e) => {
-                for node in nodes {
-                    node.shutdown().await;
-                }
-                return Err(e.into());
-            }
-        }
-    }
+    let cluster = builder.start().await.map_err(|e| match e {
+        LocalClusterError::Start { source, .. } => Failure::from(source),
+        LocalClusterError::Bind { .. } | LocalClusterError::DataDir { .. } => Failure::other(e),
+        _ => Failure::invalid(e),
+    })?;
+    let config = &cluster.configs()[0];
+    let (n, r, w) = (config.replicas, config.read_quorum, config.write_quorum);
     println!(
         "ringkv dev cluster: {} nodes, N={n} R={r} W={w}, {:?} engine, data under {}",
-        nodes.len(),
+        cluster.len(),
         args.engine,
         args.data_dir.display()
     );
-    for node in &nodes {
+    for node in cluster.running() {
         let admin = node
             .admin_address()
             .map(|a| format!("http://{a}/metrics"))
             .unwrap_or_default();
-        println!("  {:<4} {}   {}", node.core().me().as_str(), node.address(), admin);
+        println!("  {:<4} {}   {}", node.node_id().as_str(), node.address(), admin);
     }
-    let endpoints: Vec<String> = nodes.iter().map(|n| n.address().to_string()).collect();
-    let check = self_check(&endpoints).await;
+    let check = self_check(&cluster.endpoints()).await;
     match &check {
         Ok(report) => println!("{report}"),
         Err(e) => eprintln!("self-check failed: {e:#}"),
     }
     if args.check_only {
-        for node in nodes {
-            node.shutdown().await;
-        }
+        cluster.shutdown().await;
         return check.map(|_| super::exit::OK).map_err(Failure::other);
     }
     println!(
         "\nTry it (another terminal):\n  scripts/ringkv put greeting hello\n  scripts/ringkv get greeting\n  scripts/ringkv status\nCtrl-C stops the cluster."
     );
     super::node_command::wait_for_signal().await;
-    println!("stopping {} nodes", nodes.len());
-    for node in nodes {
-        node.shutdown().await;
-    }
+    println!("stopping {} nodes", cluster.len());
+    cluster.shutdown().await;
     Ok(super::exit::OK)
 }
 
@@ -156,7 +113,6 @@ async fn self_check(endpoints: &[String]) -> anyhow::Result<String> {
         got.as_deref() == Some(value.as_str()),
         "read back {got:?}, expected {value:?}"
     );
-    let _ = Context::empty();
     Ok(format!(
         "self-check: put + get of {key:?} through {} ok in {:.1} ms ({} replicas answered the read)",
         endpoints[0],

@@ -156,7 +156,7 @@ fn config(args: NodeArgs) -> Result<NodeConfig, Failure> {
 pub async fn run(args: NodeArgs) -> CommandResult {
     let config = config(args)?;
     let node = RunningNode::start(config).await?;
-    eprintln!("ringkv node {} listening on {}", node.core().me(), node.address());
+    eprintln!("ringkv node {} listening on {}", node.node_id(), node.address());
     if let Some(admin) = node.admin_address() {
         eprintln!("admin: http://{admin}/metrics and http://{admin}/health");
     }

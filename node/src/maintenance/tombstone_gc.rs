@@ -18,20 +18,23 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ringkv_client::proto;
-use ringkv_ring::Position;
+use ringkv_ring::{NodeId, Position};
 use ringkv_storage::{record, Key, KeyState};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::background::Rounds;
+use super::rounds::Rounds;
 use crate::node_core::NodeCore;
+use crate::replica::quorum::{QuorumCall, Slot};
+use crate::replica::{GcCheck, Replica};
+use crate::store::StoreError;
 
 /// Keys examined per GC round.
-pub const GC_KEYS_PER_ROUND_MAX: usize = 1000;
+pub(crate) const GC_KEYS_PER_ROUND_MAX: usize = 1000;
 
 /// What a GC round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct GcStats {
+pub(crate) struct GcStats {
     /// Keys examined.
     pub examined: usize,
     /// Siblings whose TTL ran out, turned into tombstones.
@@ -43,7 +46,7 @@ pub struct GcStats {
 }
 
 /// Since when a dead key is dead: its latest write or expiry, in wall milliseconds.
-pub fn dead_since_ms(state: &KeyState) -> u64 {
+pub(crate) fn dead_since_ms(state: &KeyState) -> u64 {
     state
         .siblings()
         .iter()
@@ -53,12 +56,11 @@ pub fn dead_since_ms(state: &KeyState) -> u64 {
 }
 
 /// One GC round over the next page of keys; `cursor` carries the position between rounds.
-pub async fn gc_round(core: &NodeCore, cursor: &mut Option<Key>) -> Result<GcStats, String> {
+pub(crate) async fn gc_round(core: &Arc<NodeCore>, cursor: &mut Option<Key>) -> Result<GcStats, StoreError> {
     let page = core
         .store
         .scan(0, Position::MAX, cursor.clone(), GC_KEYS_PER_ROUND_MAX)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     *cursor = page.last().map(|(k, _)| k.clone());
     let mut stats = GcStats {
         examined: page.len(),
@@ -77,8 +79,7 @@ pub async fn gc_round(core: &NodeCore, cursor: &mut Option<Key>) -> Result<GcSta
                 .update(key.clone(), move |s| {
                     s.purge_expired(now_ms);
                 })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             stats.expired += expiring;
         }
         if !state.is_dead(now_ms) || state.is_empty() {
@@ -93,7 +94,9 @@ pub async fn gc_round(core: &NodeCore, cursor: &mut Option<Key>) -> Result<GcSta
             continue;
         }
         stats.candidates += 1;
-        if try_purge(core, &ring, &pref, &key, &state).await {
+        let members: Vec<NodeId> = ring.members().iter().map(|m| m.id.clone()).collect();
+        let replicas: Vec<NodeId> = pref.iter().cloned().collect();
+        if try_purge(core, members, replicas, &key, &state).await {
             stats.purged += 1;
         }
     }
@@ -101,73 +104,49 @@ pub async fn gc_round(core: &NodeCore, cursor: &mut Option<Key>) -> Result<GcSta
     Ok(stats)
 }
 
+/// Purges `key` from every replica if every member answers that nothing can bring its
+/// old value back: every replica holds exactly `state`, and nobody holds a hint for it.
 async fn try_purge(
-    core: &NodeCore,
-    ring: &ringkv_ring::Ring,
-    pref: &ringkv_ring::PreferenceList,
+    core: &Arc<NodeCore>,
+    members: Vec<NodeId>,
+    replicas: Vec<NodeId>,
     key: &Key,
     state: &KeyState,
 ) -> bool {
-    let members: Vec<_> = ring.members().iter().map(|m| m.id.clone()).collect();
     if members.iter().any(|m| !core.membership.is_alive(m)) {
         return false;
     }
-    let targets: Vec<_> = pref.iter().cloned().collect();
-    match core.store.holds_hint(key.clone(), targets).await {
-        Ok(false) => {}
-        _ => return false,
+    let deadline = Instant::now() + core.config.request_timeout;
+    // Every member must answer (no spares: a member that does not answer blocks the purge).
+    let member_count = members.len();
+    let (checking, checked_key) = (Arc::clone(core), key.clone());
+    let checks = QuorumCall::start(members, [], move |slot: &Slot| {
+        let (member, key) = (Replica::new(&checking, slot.node.clone()), checked_key.clone());
+        Box::pin(async move { member.gc_check(&key, deadline).await })
+    });
+    let checks = checks.finish(deadline).await;
+    if checks.answers.len() != member_count {
+        return false;
     }
-    for member in members.iter().filter(|m| *m != core.me()) {
-        let Some(address) = core.membership.address(member) else {
-            return false;
-        };
-        let mut client = core.peers.replica(member, address);
-        let request = proto::GcCheckRequest {
-            key: key.bytes().clone(),
-        };
-        let answer = match tokio::time::timeout(core.config.request_timeout, client.gc_check(request)).await {
-            Ok(Ok(answer)) => answer.into_inner(),
-            _ => return false,
-        };
-        if answer.holds_hint {
-            return false;
-        }
-        if pref.contains(member) {
-            let theirs = if answer.state.is_empty() {
-                None
-            } else {
-                record::decode(&answer.state).ok()
-            };
-            if theirs.as_ref() != Some(state) {
-                return false;
-            }
-        }
+    let unchanged = |check: &GcCheck| check.state.as_ref() == Some(state);
+    let safe = checks
+        .answers
+        .iter()
+        .all(|(slot, check)| !check.holds_hint && (!replicas.contains(&slot.node) || unchanged(check)));
+    if !safe {
+        return false;
     }
     // Every replica holds exactly this tombstone and nobody holds a hint: purge.
-    let expected = Bytes::from(record::encode(state));
-    let mut all = true;
-    for member in pref.iter() {
-        let purged = if member == core.me() {
-            core.store
-                .remove_if_unchanged(key.clone(), state.clone())
-                .await
-                .unwrap_or(false)
-        } else {
-            let Some(address) = core.membership.address(member) else {
-                return false;
-            };
-            let mut client = core.peers.replica(member, address);
-            let request = proto::PurgeRequest {
-                key: key.bytes().clone(),
-                expected_state: expected.clone(),
-            };
-            matches!(
-                tokio::time::timeout(core.config.request_timeout, client.purge(request)).await,
-                Ok(Ok(ref answer)) if answer.get_ref().purged
-            )
-        };
-        all &= purged;
-    }
+    let replica_count = replicas.len();
+    let encoded = Bytes::from(record::encode(state));
+    let (purging, purged_key, expected) = (Arc::clone(core), key.clone(), state.clone());
+    let purges = QuorumCall::start(replicas, [], move |slot: &Slot| {
+        let replica = Replica::new(&purging, slot.node.clone());
+        let (key, expected, encoded) = (purged_key.clone(), expected.clone(), encoded.clone());
+        Box::pin(async move { replica.purge(&key, &expected, &encoded, deadline).await })
+    });
+    let purges = purges.finish(deadline).await;
+    let all = purges.answers.len() == replica_count && purges.answers.iter().all(|(_, purged)| *purged);
     if all {
         tracing::debug!(?key, "tombstone purged");
     }
@@ -175,7 +154,7 @@ async fn try_purge(
 }
 
 /// Runs GC rounds every interval until shutdown.
-pub async fn gc_loop(core: Arc<NodeCore>, shutdown: watch::Receiver<bool>) {
+pub(crate) async fn gc_loop(core: Arc<NodeCore>, shutdown: watch::Receiver<bool>) {
     let mut rounds = Rounds::new(core.config.gc_interval, shutdown);
     let mut cursor = None;
     while rounds.next().await {

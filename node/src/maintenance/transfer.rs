@@ -4,31 +4,47 @@
 //!
 //! - **Pull** ([`pull_ranges`]): a joining node computes which ranges it gains
 //!   ([`Ring::diff`]) and streams each from a current holder, page by page
-//!   (`Replica/ScanRange`), merging each page as one batch. Paging is the back-pressure:
-//!   the next page is asked for only after the last one is stored.
+//!   ([`Replica::scan`]), merging each page as one batch. Paging is the back-pressure:
+//!   the next page is asked for only after the last one is stored. [`pull_own_ranges`]
+//!   is the whole join: wait for gossip to show the members, pull, announce up.
 //! - **Hand-off** ([`handoff_foreign_round`]): every node looks for keys it stores but no
 //!   longer replicates (after a join displaced it, or while it is leaving). For each, it
 //!   makes sure every current replica holds the key (pushing its copy where missing) and
 //!   only then deletes its own, so a range is dropped only after the new holders
 //!   confirmed it.
 
-use bytes::Bytes;
-use ringkv_client::proto;
-use ringkv_ring::{NodeId, Position, RangeMove, Ring};
-use ringkv_storage::{record, Key, KeyState};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
+use ringkv_ring::{Member, NodeId, Position, RangeMove, Ring};
+use ringkv_storage::{record, Key, KeyState};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::rounds::Rounds;
+use crate::membership::join::Discovery;
+use crate::membership::LocalState;
 use crate::node_core::NodeCore;
+use crate::replica::quorum::{QuorumCall, Slot};
+use crate::replica::{Replica, ReplicaError};
+use crate::store::StoreError;
 
 /// Keys per `ScanRange` page.
-pub const TRANSFER_PAGE_KEYS: usize = 512;
+pub(crate) const TRANSFER_PAGE_KEYS: usize = 512;
 /// Ranges pulled at the same time by a joining node.
-pub const PULLS_IN_FLIGHT_MAX: usize = 8;
+pub(crate) const PULLS_IN_FLIGHT_MAX: usize = 8;
 /// Keys examined per hand-off round.
-pub const HANDOFF_KEYS_PER_ROUND_MAX: usize = 1000;
+pub(crate) const HANDOFF_KEYS_PER_ROUND_MAX: usize = 1000;
+/// How long a new node waits for gossip to show the members its seeds reported.
+pub(crate) const MEMBERS_WAIT_MAX: Duration = Duration::from_secs(20);
+/// Attempts at pulling a joining node's ranges before it gives up (and stays joining).
+pub(crate) const PULL_ATTEMPTS_MAX: u32 = 20;
 
 /// What a pull moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PullStats {
+pub(crate) struct PullStats {
     /// Ranges pulled.
     pub ranges: usize,
     /// Keys received.
@@ -39,7 +55,7 @@ pub struct PullStats {
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
-pub enum TransferError {
+pub(crate) enum TransferError {
     /// No holder of a range answered.
     #[error("no holder of range {range} answered (tried {tried})")]
     NoSource {
@@ -50,11 +66,47 @@ pub enum TransferError {
     },
     /// The local store failed.
     #[error("local store: {0}")]
-    Store(#[from] crate::local_store::StoreError),
+    Store(#[from] StoreError),
+}
+
+/// Waits until this node's ring holds the members the seeds reported, then pulls this
+/// node's ranges and announces it up.
+pub(crate) async fn pull_own_ranges(core: &Arc<NodeCore>, discovery: &Discovery) -> Result<PullStats, TransferError> {
+    let deadline = Instant::now() + MEMBERS_WAIT_MAX;
+    loop {
+        let ring = core.membership.ring();
+        let seen = discovery
+            .members
+            .iter()
+            .all(|m| ring.members().iter().any(|r| r.id.as_str() == m));
+        if (seen && ring.contains(core.me())) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut attempt = 0;
+    loop {
+        let new = core.membership.ring();
+        let others: Vec<Member> = new.members().iter().filter(|m| m.id != *core.me()).cloned().collect();
+        let old = Ring::new(others).unwrap_or_else(|_| unreachable!("a subset of a valid ring is valid"));
+        match pull_ranges(core, &old, &new).await {
+            Ok(stats) => {
+                core.membership.set_local_state(LocalState::Up);
+                return Ok(stats);
+            }
+            // Merging the same ranges again is harmless: a retry starts over.
+            Err(e) if attempt < PULL_ATTEMPTS_MAX => {
+                attempt += 1;
+                tracing::warn!(node = %core.me(), error = %e, attempt, "join: pulling ranges failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Pulls every range this node gains going from `old` to `new`.
-pub async fn pull_ranges(core: &NodeCore, old: &Ring, new: &Ring) -> Result<PullStats, TransferError> {
+pub(crate) async fn pull_ranges(core: &Arc<NodeCore>, old: &Ring, new: &Ring) -> Result<PullStats, TransferError> {
     let me = core.me();
     let mut total = PullStats::default();
     if old.physical_node_count() == 0 {
@@ -81,80 +133,92 @@ pub async fn pull_ranges(core: &NodeCore, old: &Ring, new: &Ring) -> Result<Pull
 }
 
 /// Pulls one range from the nodes that held it before.
-async fn pull_range(core: &NodeCore, change: &RangeMove) -> Result<PullStats, TransferError> {
+async fn pull_range(core: &Arc<NodeCore>, change: &RangeMove) -> Result<PullStats, TransferError> {
     let mut stats = PullStats {
         ranges: 1,
         ..PullStats::default()
     };
-    let sources: Vec<&NodeId> = change.from.iter().filter(|n| *n != core.me()).collect();
+    // Live holders first; the others too, in case the failure detector has not yet seen
+    // them (a joining node's view is minutes old at most, seconds at best).
+    let holders = change.from.iter().filter(|n| *n != core.me());
+    let (live, others): (Vec<&NodeId>, Vec<&NodeId>) = holders.partition(|n| core.membership.is_alive(n));
+    let sources: Vec<NodeId> = live.into_iter().chain(others).cloned().collect();
     for (first, last) in change.range.scan_bounds() {
         pull_interval(core, &sources, first, last, &mut stats)
             .await
-            .map_err(|tried| TransferError::NoSource {
-                range: change.range.to_string(),
-                tried,
+            .map_err(|error| match error {
+                PullError::Store(e) => TransferError::Store(e),
+                PullError::NoSource { tried } => TransferError::NoSource {
+                    range: change.range.to_string(),
+                    tried,
+                },
             })?;
     }
     Ok(stats)
 }
 
+enum PullError {
+    NoSource { tried: String },
+    Store(StoreError),
+}
+
+/// Pulls `[first, last]` page by page. Each page is one quorum call of one answer: the
+/// source that gave the last page first, the holders not yet tried as spares; a source
+/// that fails is not asked again, and the next one resumes after the last key stored.
 async fn pull_interval(
-    core: &NodeCore,
-    sources: &[&NodeId],
+    core: &Arc<NodeCore>,
+    sources: &[NodeId],
     first: Position,
     last: Position,
     stats: &mut PullStats,
-) -> Result<(), String> {
+) -> Result<(), PullError> {
     let mut after: Option<Key> = None;
-    let mut tried = Vec::new();
-    // Live holders first; the others too, in case the failure detector has not yet seen
-    // them (a joining node's view is minutes old at most, seconds at best).
-    let ordered = sources
-        .iter()
-        .filter(|n| core.membership.is_alive(n))
-        .chain(sources.iter().filter(|n| !core.membership.is_alive(n)));
-    'sources: for source in ordered.copied() {
-        tried.push(source.to_string());
-        let Some(address) = core.membership.address(source) else {
-            continue;
-        };
-        let mut client = core.peers.replica(source, address);
-        loop {
-            let request = proto::ScanRangeRequest {
-                first,
-                last,
-                after_key: after.as_ref().map(|k| k.bytes().clone()).unwrap_or_default(),
-                limit: TRANSFER_PAGE_KEYS as u32,
-            };
-            let page = match tokio::time::timeout(core.config.request_timeout, client.scan_range(request)).await {
-                Ok(Ok(page)) => page.into_inner().entries,
-                // Resume from the same key on the next source.
-                _ => continue 'sources,
-            };
-            if page.is_empty() {
-                return Ok(());
-            }
-            let mut batch = Vec::with_capacity(page.len());
-            for entry in page {
-                stats.bytes += entry.state.len() as u64;
-                let (Ok(key), Ok(state)) = (core.config.limits.key(entry.key), record::decode(&entry.state)) else {
-                    continue 'sources;
-                };
-                batch.push((key, state));
-            }
-            stats.keys += batch.len() as u64;
-            after = batch.last().map(|(k, _)| k.clone());
-            if core.store.merge_batch(batch).await.is_err() {
-                return Err("the local store failed".to_owned());
+    let mut sources: VecDeque<NodeId> = sources.iter().cloned().collect();
+    let mut tried: Vec<String> = Vec::new();
+    while let Some(source) = sources.pop_front() {
+        let deadline = Instant::now() + core.config.request_timeout;
+        let (asking, resume) = (Arc::clone(core), after.clone());
+        let mut page = QuorumCall::start([source], sources.iter().cloned(), move |slot: &Slot| {
+            let replica = Replica::new(&asking, slot.node.clone());
+            let resume = resume.clone();
+            Box::pin(async move {
+                replica
+                    .scan(first, last, resume.as_ref(), TRANSFER_PAGE_KEYS, deadline)
+                    .await
+            })
+        });
+        page.wait_for(1, None, deadline).await;
+        for node in page.asked() {
+            if !tried.contains(&node.to_string()) {
+                tried.push(node.to_string());
             }
         }
+        let Some((answered, entries)) = page.answers().first() else {
+            break;
+        };
+        // One answer at a time: every source asked before the one that answered failed,
+        // and is not asked again; the one that answered gives the next page.
+        sources.retain(|n| !page.asked().contains(n));
+        sources.push_front(answered.node.clone());
+        if entries.is_empty() {
+            return Ok(());
+        }
+        stats.bytes += entries.iter().map(|(_, s)| record::encode(s).len() as u64).sum::<u64>();
+        stats.keys += entries.len() as u64;
+        after = entries.last().map(|(k, _)| k.clone());
+        core.store
+            .merge_batch(entries.clone())
+            .await
+            .map_err(PullError::Store)?;
     }
-    Err(tried.join(", "))
+    Err(PullError::NoSource {
+        tried: tried.join(", "),
+    })
 }
 
 /// What a hand-off round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct HandoffStats {
+pub(crate) struct HandoffStats {
     /// Keys examined.
     pub examined: usize,
     /// Keys stored here that this node no longer replicates.
@@ -165,8 +229,41 @@ pub struct HandoffStats {
     pub dropped: usize,
 }
 
+/// Hands keys this node no longer replicates to their owners, then drops them; once a
+/// leaving node holds nothing, marks it as left.
+pub(crate) async fn ownership_loop(core: Arc<NodeCore>, shutdown: watch::Receiver<bool>) {
+    let mut rounds = Rounds::new(core.config.handoff_interval, shutdown);
+    let mut cursor = None;
+    let mut foreign_this_pass = 0u64;
+    while rounds.next().await {
+        match handoff_foreign_round(&core, &mut cursor).await {
+            Ok(stats) => {
+                foreign_this_pass += stats.foreign as u64;
+                if cursor.is_none() {
+                    // A full pass over the store ended: publish what is still to move.
+                    core.metrics.transfers_pending.set(foreign_this_pass as i64);
+                    foreign_this_pass = 0;
+                }
+                if core.membership.local_state() == LocalState::Leaving
+                    && stats.examined == 0
+                    && matches!(core.store.scan(0, Position::MAX, None, 1).await, Ok(page) if page.is_empty())
+                {
+                    if !*core.left.borrow() {
+                        tracing::info!(node = %core.me(), "left the cluster: all data handed over");
+                    }
+                    core.left.send_replace(true);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ownership hand-off round failed"),
+        }
+    }
+}
+
 /// One hand-off round over the next page of keys; `cursor` carries the position.
-pub async fn handoff_foreign_round(core: &NodeCore, cursor: &mut Option<Key>) -> Result<HandoffStats, TransferError> {
+pub(crate) async fn handoff_foreign_round(
+    core: &Arc<NodeCore>,
+    cursor: &mut Option<Key>,
+) -> Result<HandoffStats, TransferError> {
     let page = core
         .store
         .scan(0, Position::MAX, cursor.clone(), HANDOFF_KEYS_PER_ROUND_MAX)
@@ -183,17 +280,20 @@ pub async fn handoff_foreign_round(core: &NodeCore, cursor: &mut Option<Key>) ->
             continue;
         }
         stats.foreign += 1;
-        let mut confirmed = 0;
-        for owner in pref.iter() {
-            match confirm_or_push(core, owner, &key, &state).await {
-                Some(pushed) => {
-                    confirmed += 1;
-                    stats.pushed += usize::from(pushed);
-                }
-                None => break,
-            }
-        }
-        if confirmed == pref.len() && core.store.remove_if_unchanged(key, state).await? {
+        // Every owner must confirm the key (holding it already, or after a push).
+        let deadline = Instant::now() + core.config.request_timeout;
+        let owners: Vec<NodeId> = pref.iter().cloned().collect();
+        let (pushing, key_for_call) = (Arc::clone(core), key.clone());
+        let encoded = Bytes::from(record::encode(&state));
+        let state_for_call = state.clone();
+        let confirm = QuorumCall::start(owners, [], move |slot: &Slot| {
+            let owner = Replica::new(&pushing, slot.node.clone());
+            let (key, state, encoded) = (key_for_call.clone(), state_for_call.clone(), encoded.clone());
+            Box::pin(async move { confirm_or_push(&owner, &key, &state, &encoded, deadline).await })
+        });
+        let confirmed = confirm.finish(deadline).await;
+        stats.pushed += confirmed.answers.iter().filter(|(_, pushed)| *pushed).count();
+        if confirmed.answers.len() == pref.len() && core.store.remove_if_unchanged(key, state).await? {
             stats.dropped += 1;
         }
     }
@@ -201,37 +301,18 @@ pub async fn handoff_foreign_round(core: &NodeCore, cursor: &mut Option<Key>) ->
     Ok(stats)
 }
 
-/// Makes sure `owner` holds everything of `state`. Returns whether a push was needed,
-/// or `None` if the owner could not be reached.
-async fn confirm_or_push(core: &NodeCore, owner: &NodeId, key: &Key, state: &KeyState) -> Option<bool> {
-    if !core.membership.is_alive(owner) {
-        return None;
-    }
-    let address = core.membership.address(owner)?;
-    let mut client = core.peers.replica(owner, address);
-    let timeout = core.config.request_timeout;
-    let read = proto::ReplicaReadRequest {
-        key: key.bytes().clone(),
-    };
-    let theirs = match tokio::time::timeout(timeout, client.read(read)).await {
-        Ok(Ok(answer)) => answer.into_inner().state,
-        _ => return None,
-    };
-    let theirs = if theirs.is_empty() {
-        KeyState::new()
-    } else {
-        record::decode(&theirs).ok()?
-    };
+/// Makes sure `owner` holds everything of `state`. Returns whether a push was needed.
+async fn confirm_or_push(
+    owner: &Replica,
+    key: &Key,
+    state: &KeyState,
+    encoded: &Bytes,
+    deadline: Instant,
+) -> Result<bool, ReplicaError> {
+    let theirs = owner.read(key, deadline).await?;
     if theirs.covers(state) {
-        return Some(false);
+        return Ok(false);
     }
-    let merge = proto::ReplicaMergeRequest {
-        key: key.bytes().clone(),
-        state: Bytes::from(record::encode(state)),
-        hint_for: String::new(),
-    };
-    match tokio::time::timeout(timeout, client.merge(merge)).await {
-        Ok(Ok(_)) => Some(true),
-        _ => None,
-    }
+    owner.merge(key, state, encoded, None, deadline).await?;
+    Ok(true)
 }

@@ -23,7 +23,7 @@ use ringkv_ring::{Member, NodeId, Ring};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::membership::{LocalState, MemberSummary, Membership, MembershipError};
+use super::{LocalState, MemberSummary, Membership, MembershipError};
 
 #[derive(Clone, Debug)]
 struct Known {
@@ -39,7 +39,7 @@ struct Derived {
 }
 
 /// Membership driven by gossip.
-pub struct GossipMembership {
+pub(crate) struct GossipMembership {
     me: NodeId,
     gossip_address: SocketAddr,
     gossip: Arc<Gossip>,

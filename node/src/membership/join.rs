@@ -4,33 +4,63 @@
 //! addresses of running members) who they are: a seed of another cluster, or a running
 //! member that already uses this node's id, is a clear error and nothing is started. The
 //! seeds' gossip addresses then become chitchat's seeds. After gossip has shown the
-//! members the seeds reported, [`pull_own_ranges`] streams this node's ranges from their
-//! holders and the node announces itself up.
+//! members the seeds reported, `crate::maintenance::transfer::pull_own_ranges` streams
+//! this node's ranges from their holders and the node announces itself up.
 
 use std::time::Duration;
 
 use ringkv_client::proto;
 use ringkv_client::proto::kv_client::KvClient;
 use ringkv_client::proto::replica_client::ReplicaClient;
-use ringkv_ring::{Member, Ring};
 use tokio::time::Instant;
 
 use crate::config::NodeConfig;
-use crate::membership::LocalState;
 use crate::network::Network;
-use crate::node_core::NodeCore;
-use crate::server::StartError;
-use crate::transfer::{pull_ranges, PullStats, TransferError};
 
-/// How long a new node waits for gossip to show the members its seeds reported.
-pub const MEMBERS_WAIT_MAX: Duration = Duration::from_secs(20);
-/// Attempts at pulling a joining node's ranges before it gives up (and stays joining).
-pub const PULL_ATTEMPTS_MAX: u32 = 20;
+/// Why a node could not join through its seeds.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JoinError {
+    /// No seed answered.
+    #[error("no seed answered within {waited:?} (tried {seeds}): {last_error}")]
+    NoSeedReachable {
+        /// The seeds.
+        seeds: String,
+        /// How long the node tried.
+        waited: Duration,
+        /// The last failure.
+        last_error: String,
+    },
+    /// A seed address does not parse.
+    #[error("invalid seed address {seed:?}: {reason}")]
+    BadSeedAddress {
+        /// The seed.
+        seed: String,
+        /// Why.
+        reason: String,
+    },
+    /// A seed belongs to another cluster (or cannot be joined).
+    #[error("seed {seed} refused to be joined: {message}")]
+    ClusterMismatch {
+        /// The seed.
+        seed: String,
+        /// What it said.
+        message: String,
+    },
+    /// The node id is taken by a running member.
+    #[error("node id {id} is already used by {address}: pick another id")]
+    DuplicateNodeId {
+        /// The id.
+        id: String,
+        /// Who has it.
+        address: String,
+    },
+}
+
 const SEED_RPC_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the seeds told a starting node.
 #[derive(Debug, Clone, Default)]
-pub struct Discovery {
+pub(crate) struct Discovery {
     /// Gossip addresses of the seeds that answered.
     pub gossip_seeds: Vec<String>,
     /// Whether this node id is already a (dead) member: a restart, not a join.
@@ -40,7 +70,7 @@ pub struct Discovery {
 }
 
 /// Asks the configured seeds about the cluster. No seeds: a new cluster of one.
-pub async fn discover(config: &NodeConfig, network: &Network) -> Result<Discovery, StartError> {
+pub(crate) async fn discover(config: &NodeConfig, network: &Network) -> Result<Discovery, JoinError> {
     if config.join.is_empty() {
         return Ok(Discovery::default());
     }
@@ -57,7 +87,7 @@ pub async fn discover(config: &NodeConfig, network: &Network) -> Result<Discover
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Err(StartError::NoSeedReachable {
+    Err(JoinError::NoSeedReachable {
         seeds: config.join.join(", "),
         waited: config.join_timeout,
         last_error,
@@ -65,7 +95,7 @@ pub async fn discover(config: &NodeConfig, network: &Network) -> Result<Discover
 }
 
 enum SeedAnswer {
-    Refused(StartError),
+    Refused(JoinError),
     Unreachable(String),
 }
 
@@ -73,7 +103,7 @@ async fn ask_seed(config: &NodeConfig, network: &Network, seed: &str) -> Result<
     let uri = format!("http://{seed}");
     let endpoint = tonic::transport::Endpoint::from_shared(uri)
         .map_err(|e| {
-            SeedAnswer::Refused(StartError::BadSeedAddress {
+            SeedAnswer::Refused(JoinError::BadSeedAddress {
                 seed: seed.to_owned(),
                 reason: e.to_string(),
             })
@@ -91,7 +121,7 @@ async fn ask_seed(config: &NodeConfig, network: &Network, seed: &str) -> Result<
     let pong = match ReplicaClient::new(channel.clone()).ping(ping).await {
         Ok(pong) => pong.into_inner(),
         Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-            return Err(SeedAnswer::Refused(StartError::ClusterMismatch {
+            return Err(SeedAnswer::Refused(JoinError::ClusterMismatch {
                 seed: seed.to_owned(),
                 message: status.message().to_owned(),
             }))
@@ -99,7 +129,7 @@ async fn ask_seed(config: &NodeConfig, network: &Network, seed: &str) -> Result<
         Err(status) => return Err(SeedAnswer::Unreachable(status.message().to_owned())),
     };
     if pong.gossip_address.is_empty() {
-        return Err(SeedAnswer::Refused(StartError::ClusterMismatch {
+        return Err(SeedAnswer::Refused(JoinError::ClusterMismatch {
             seed: seed.to_owned(),
             message: format!("{} runs with a static member list and cannot be joined", pong.node_id),
         }));
@@ -117,7 +147,7 @@ async fn ask_seed(config: &NodeConfig, network: &Network, seed: &str) -> Result<
     for member in &status.members {
         if member.state == "removed" {
             if member.id == me {
-                return Err(SeedAnswer::Refused(StartError::DuplicateNodeId {
+                return Err(SeedAnswer::Refused(JoinError::DuplicateNodeId {
                     id: me.to_owned(),
                     address: "a removed member (ids of removed nodes cannot be reused)".to_owned(),
                 }));
@@ -126,7 +156,7 @@ async fn ask_seed(config: &NodeConfig, network: &Network, seed: &str) -> Result<
         }
         if member.id == me {
             if member.alive && member.address != config.advertise.to_string() {
-                return Err(SeedAnswer::Refused(StartError::DuplicateNodeId {
+                return Err(SeedAnswer::Refused(JoinError::DuplicateNodeId {
                     id: me.to_owned(),
                     address: member.address.clone(),
                 }));
@@ -136,40 +166,4 @@ async fn ask_seed(config: &NodeConfig, network: &Network, seed: &str) -> Result<
         discovery.members.push(member.id.clone());
     }
     Ok(Some(discovery))
-}
-
-/// Waits until this node's ring holds the members the seeds reported, then pulls this
-/// node's ranges and announces it up.
-pub async fn pull_own_ranges(core: &NodeCore, discovery: &Discovery) -> Result<PullStats, TransferError> {
-    let deadline = Instant::now() + MEMBERS_WAIT_MAX;
-    loop {
-        let ring = core.membership.ring();
-        let seen = discovery
-            .members
-            .iter()
-            .all(|m| ring.members().iter().any(|r| r.id.as_str() == m));
-        if (seen && ring.contains(core.me())) || Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut attempt = 0;
-    loop {
-        let new = core.membership.ring();
-        let others: Vec<Member> = new.members().iter().filter(|m| m.id != *core.me()).cloned().collect();
-        let old = Ring::new(others).unwrap_or_else(|_| unreachable!("a subset of a valid ring is valid"));
-        match pull_ranges(core, &old, &new).await {
-            Ok(stats) => {
-                core.membership.set_local_state(LocalState::Up);
-                return Ok(stats);
-            }
-            // Merging the same ranges again is harmless: a retry starts over.
-            Err(e) if attempt < PULL_ATTEMPTS_MAX => {
-                attempt += 1;
-                tracing::warn!(node = %core.me(), error = %e, attempt, "join: pulling ranges failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -33,15 +33,13 @@ use tokio::time::Instant;
 use tonic::transport::Uri;
 use tonic::{Code, Status};
 
-use crate::peers::{replica_client, REPLICA_MESSAGE_BYTES_MAX};
-
 /// Operations in one batch.
-pub const BATCH_OPS_MAX: usize = 128;
+pub(crate) const BATCH_OPS_MAX: usize = 128;
 /// A batch stops taking operations once they hold this many bytes (one larger operation
 /// still goes, alone).
-pub const BATCH_BYTES_MAX: usize = 4 << 20;
+pub(crate) const BATCH_BYTES_MAX: usize = 4 << 20;
 /// Operations waiting for a batch, per peer.
-pub const QUEUE_MAX: usize = 1024;
+pub(crate) const QUEUE_MAX: usize = 1024;
 /// The path of the streaming method.
 const APPLY_STREAM_PATH: &str = "/ringkv.v1.Replica/ApplyStream";
 
@@ -56,16 +54,23 @@ struct Queued {
 /// The batching sender of replica operations to one peer. Cheap to clone; the sending
 /// task ends when the last clone is dropped.
 #[derive(Clone)]
-pub struct ReplicaBatcher {
+pub(crate) struct ReplicaBatcher {
     queue: mpsc::Sender<Queued>,
 }
 
 impl ReplicaBatcher {
     /// Starts the sending task (on the current runtime) for the peer at `origin`
-    /// (`http://ip:port`) over `connection`; the batches it sends run inside it.
-    pub fn start(connection: Connection, origin: Uri) -> ReplicaBatcher {
+    /// (`http://ip:port`) over `connection`; the batches it sends run inside it. `unary`
+    /// is the replica API client on the same connection, for a peer without the stream;
+    /// no message either way may exceed `message_bytes_max`.
+    pub fn start(
+        connection: Connection,
+        origin: Uri,
+        unary: ReplicaClient<Connection>,
+        message_bytes_max: usize,
+    ) -> ReplicaBatcher {
         let (queue, waiting) = mpsc::channel(QUEUE_MAX);
-        let link = Link::new(connection, origin);
+        let link = Link::new(connection, origin, unary, message_bytes_max);
         tokio::spawn(send_batches(link, waiting));
         ReplicaBatcher { queue }
     }
@@ -126,21 +131,22 @@ struct Link {
     stream: Option<MessageStream<proto::ReplicaOpsRequest, proto::ReplicaOpsResponse>>,
     /// The peer answered `UNIMPLEMENTED` to `ApplyStream`.
     unary_only: bool,
+    message_bytes_max: usize,
 }
 
 impl Link {
-    fn new(connection: Connection, origin: Uri) -> Link {
+    fn new(connection: Connection, origin: Uri, unary: ReplicaClient<Connection>, message_bytes_max: usize) -> Link {
         let mut parts = origin.clone().into_parts();
         parts.path_and_query = Some(tonic::codegen::http::uri::PathAndQuery::from_static(APPLY_STREAM_PATH));
         let stream_uri =
             Uri::from_parts(parts).unwrap_or_else(|_| unreachable!("an origin and a path form a valid URI"));
-        let unary = replica_client(connection.clone(), origin);
         Link {
             connection,
             stream_uri,
             unary,
             stream: None,
             unary_only: false,
+            message_bytes_max,
         }
     }
 
@@ -181,7 +187,7 @@ impl Link {
         }
         let stream = self
             .connection
-            .open_stream(self.stream_uri.clone(), REPLICA_MESSAGE_BYTES_MAX)
+            .open_stream(self.stream_uri.clone(), self.message_bytes_max)
             .await?;
         let stream = self.stream.insert(stream);
         stream.send(batch)?;
@@ -307,7 +313,7 @@ mod tests {
         async fn apply_stream(
             &self,
             request: Request<Streaming<proto::ReplicaOpsRequest>>,
-        ) -> Result<Response<crate::replica_service::AnswerStream>, Status> {
+        ) -> Result<Response<crate::replica::service::AnswerStream>, Status> {
             if !self.has_stream {
                 return Err(Status::unimplemented("no ApplyStream in this version"));
             }
@@ -340,7 +346,8 @@ mod tests {
         );
         let connection = Connection::lazy(address.to_string(), Duration::from_secs(1));
         let origin = Uri::try_from(format!("http://{address}")).expect("origin");
-        ReplicaBatcher::start(connection, origin)
+        let unary = ReplicaClient::with_origin(connection.clone(), origin.clone());
+        ReplicaBatcher::start(connection, origin, unary, 1 << 20)
     }
 
     fn soon() -> Instant {

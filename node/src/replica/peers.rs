@@ -21,20 +21,20 @@ use ringkv_client::{Connection, ConnectionTimeouts};
 use ringkv_ring::NodeId;
 use tonic::transport::Uri;
 
+use super::batcher::ReplicaBatcher;
 use crate::network::Network;
-use crate::replica_batcher::ReplicaBatcher;
 
 /// Largest message a replica RPC may carry (a batch of states).
-pub const REPLICA_MESSAGE_BYTES_MAX: usize = 256 << 20;
+pub(crate) const REPLICA_MESSAGE_BYTES_MAX: usize = 256 << 20;
 /// Connect timeout, keep-alive interval and keep-alive timeout of peer connections.
-pub const PEER_TIMEOUTS: ConnectionTimeouts = ConnectionTimeouts {
+pub(crate) const PEER_TIMEOUTS: ConnectionTimeouts = ConnectionTimeouts {
     connect: Duration::from_millis(500),
     keep_alive_interval: Duration::from_secs(5),
     keep_alive: Duration::from_secs(3),
 };
 
 /// Lazily connected connections to peers, by node id.
-pub struct Peers {
+pub(crate) struct Peers {
     network: Network,
     peers: Mutex<BTreeMap<NodeId, Peer>>,
 }
@@ -65,7 +65,8 @@ impl Peers {
         }
         let connection = self.network.connection(address, PEER_TIMEOUTS);
         let origin = origin(address);
-        let batcher = ReplicaBatcher::start(connection.clone(), origin.clone());
+        let unary = replica_client(connection.clone(), origin.clone());
+        let batcher = ReplicaBatcher::start(connection.clone(), origin.clone(), unary, REPLICA_MESSAGE_BYTES_MAX);
         let peer = Peer {
             address,
             origin,
@@ -101,7 +102,7 @@ impl Peers {
 }
 
 /// A replica API client on `connection`, with the replica message limit both ways.
-pub(crate) fn replica_client(connection: Connection, origin: Uri) -> ReplicaClient<Connection> {
+fn replica_client(connection: Connection, origin: Uri) -> ReplicaClient<Connection> {
     ReplicaClient::with_origin(connection, origin)
         .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX)

@@ -9,48 +9,49 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
-use ringkv_client::proto::{self, replica_server::Replica};
+use ringkv_client::proto::{self, replica_server::Replica as ReplicaApi};
 use ringkv_ring::NodeId;
-use ringkv_storage::{record, Key, KeyState};
+use ringkv_storage::{record, Key, KeyState, SEGMENT_LEAVES};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::anti_entropy::leaf_digests;
-use crate::membership::LocalState;
+use super::{Replica, ReplicaError};
 use crate::node_core::NodeCore;
-use ringkv_storage::merkle::LeafId;
-use ringkv_storage::SEGMENT_LEAVES;
 
 /// Most entries in one `MergeBatch` call.
-pub const MERGE_BATCH_ENTRIES_MAX: usize = 4096;
+pub(crate) const MERGE_BATCH_ENTRIES_MAX: usize = 4096;
 /// Most operations in one `Apply` call (the batcher's batches are smaller).
-pub const REPLICA_OPS_MAX: usize = 256;
+pub(crate) const REPLICA_OPS_MAX: usize = 256;
+/// Most segments compared by root in one request.
+pub(crate) const SEGMENTS_PER_REQUEST_MAX: usize = 4096;
 
 /// Serves the replica API over a node's store.
-pub struct ReplicaService {
+pub(crate) struct ReplicaService {
     core: Arc<NodeCore>,
+    /// This node's store, through the same handle the coordinator uses for it.
+    local: Replica,
     /// Turns true when the node stops: open `ApplyStream` calls end then, or the server's
     /// graceful shutdown would wait for them forever.
     stop: watch::Receiver<bool>,
 }
 
-impl ReplicaService {
-    fn segment(&self, end: u64) -> Result<usize, Status> {
-        self.core.store.index().with(|trees| {
-            let index = trees.segment_of(end);
-            if trees.segment_ends()[index] == end {
-                Ok(index)
-            } else {
-                Err(Status::failed_precondition(format!(
-                    "no segment ends at {end:016x}: ring views differ"
-                )))
-            }
-        })
+/// The status a peer gets for a failed local operation.
+fn status(error: ReplicaError) -> Status {
+    let message = error.to_string();
+    match error {
+        ReplicaError::Joining { .. } => Status::unavailable(message),
+        ReplicaError::NoSuchSegment { .. } => Status::failed_precondition(message),
+        ReplicaError::HintRefused(_) => Status::resource_exhausted(message),
+        _ => Status::internal(message),
     }
+}
 
+impl ReplicaService {
     /// A service over a node's shared state, until `stop` turns true.
     pub fn new(core: Arc<NodeCore>, stop: watch::Receiver<bool>) -> ReplicaService {
-        ReplicaService { core, stop }
+        let local = Replica::local(&core);
+        ReplicaService { core, local, stop }
     }
 
     fn key(&self, bytes: Bytes) -> Result<Key, Status> {
@@ -69,16 +70,19 @@ impl ReplicaService {
         Ok(state)
     }
 
+    /// Local operations have no deadline of their own; the caller's bounds the call.
+    fn no_deadline() -> Instant {
+        Instant::now()
+    }
+
     async fn read_op(&self, request: proto::ReplicaReadRequest) -> Result<Bytes, Status> {
-        if self.core.membership.local_state() == LocalState::Joining {
-            return Err(Status::unavailable(format!(
-                "node {} is joining: its ranges are still being transferred",
-                self.core.me()
-            )));
-        }
         let key = self.key(request.key)?;
-        let state = self.core.store.get(key).await.map_err(internal)?;
-        Ok(state.map(|s| Bytes::from(record::encode(&s))).unwrap_or_default())
+        let state = self.local.read(&key, Self::no_deadline()).await.map_err(status)?;
+        Ok(if state.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::from(record::encode(&state))
+        })
     }
 
     async fn merge_op(&self, request: proto::ReplicaMergeRequest) -> Result<(), Status> {
@@ -88,21 +92,16 @@ impl ReplicaService {
             "" => None,
             target => Some(NodeId::try_from(target).map_err(|e| Status::invalid_argument(format!("hint_for: {e}")))?),
         };
-        match hint_for {
-            Some(target) if target != *self.core.me() => self
-                .core
-                .store
-                .put_hint(target, key, state)
-                .await
-                .map_err(|e| Status::resource_exhausted(e.to_string())),
-            // No hint, or we are the intended owner after all (a stale liveness view elsewhere).
-            _ => self.core.store.merge(key, state).await.map(|_| ()).map_err(internal),
-        }
+        let encoded = request.state;
+        self.local
+            .merge(&key, &state, &encoded, hint_for.as_ref(), Self::no_deadline())
+            .await
+            .map_err(status)
     }
 }
 
 /// The answers of an `ApplyStream` call, one per batch (the generated trait's `BoxStream`).
-pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<proto::ReplicaOpsResponse, Status>> + Send + 'static>>;
+pub(crate) type AnswerStream = Pin<Box<dyn Stream<Item = Result<proto::ReplicaOpsResponse, Status>> + Send + 'static>>;
 
 impl ReplicaService {
     /// One batch of `Apply` or `ApplyStream`: every operation applied as its unary call
@@ -141,12 +140,8 @@ impl ReplicaService {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
-}
-
 #[tonic::async_trait]
-impl Replica for ReplicaService {
+impl ReplicaApi for ReplicaService {
     async fn read(
         &self,
         request: Request<proto::ReplicaReadRequest>,
@@ -217,7 +212,10 @@ impl Replica for ReplicaService {
         for entry in entries {
             batch.push((self.key(entry.key)?, self.state(&entry.state)?));
         }
-        self.core.store.merge_batch(batch).await.map_err(internal)?;
+        self.local
+            .merge_batch(batch, Self::no_deadline())
+            .await
+            .map_err(status)?;
         Ok(Response::new(proto::ReplicaMergeResponse {}))
     }
 
@@ -226,22 +224,17 @@ impl Replica for ReplicaService {
         request: Request<proto::SegmentRootsRequest>,
     ) -> Result<Response<proto::SegmentRootsResponse>, Status> {
         let ends = request.into_inner().segment_ends;
-        if ends.len() > crate::anti_entropy::SEGMENTS_PER_REQUEST_MAX {
+        if ends.len() > SEGMENTS_PER_REQUEST_MAX {
             return Err(Status::invalid_argument(format!(
-                "{} segments, the limit is {}",
+                "{} segments, the limit is {SEGMENTS_PER_REQUEST_MAX}",
                 ends.len(),
-                crate::anti_entropy::SEGMENTS_PER_REQUEST_MAX
             )));
         }
-        let mut segments = Vec::with_capacity(ends.len());
-        for end in ends {
-            segments.push(self.segment(end)?);
-        }
         let roots = self
-            .core
-            .store
-            .index()
-            .with(|trees| segments.iter().map(|s| trees.root(*s)).collect());
+            .local
+            .segment_roots(ends, Self::no_deadline())
+            .await
+            .map_err(status)?;
         Ok(Response::new(proto::SegmentRootsResponse { roots }))
     }
 
@@ -249,8 +242,12 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::SegmentLeavesRequest>,
     ) -> Result<Response<proto::SegmentLeavesResponse>, Status> {
-        let segment = self.segment(request.into_inner().segment_end)?;
-        let leaves = self.core.store.index().with(|trees| trees.leaves(segment).to_vec());
+        let end = request.into_inner().segment_end;
+        let leaves = self
+            .local
+            .segment_leaves(end, Self::no_deadline())
+            .await
+            .map_err(status)?;
         Ok(Response::new(proto::SegmentLeavesResponse { leaves }))
     }
 
@@ -259,16 +256,17 @@ impl Replica for ReplicaService {
         request: Request<proto::LeafDigestsRequest>,
     ) -> Result<Response<proto::LeafDigestsResponse>, Status> {
         let request = request.into_inner();
-        let segment = self.segment(request.segment_end)?;
         let leaf = request.leaf as usize;
         if leaf >= SEGMENT_LEAVES {
             return Err(Status::invalid_argument(format!(
                 "leaf {leaf} is outside 0..{SEGMENT_LEAVES}"
             )));
         }
-        let entries = leaf_digests(&self.core, LeafId { segment, leaf })
+        let entries = self
+            .local
+            .leaf_digests(request.segment_end, leaf, Self::no_deadline())
             .await
-            .map_err(internal)?
+            .map_err(status)?
             .into_iter()
             .map(|(key, digest)| proto::KeyDigest {
                 key: Bytes::from(key),
@@ -283,17 +281,12 @@ impl Replica for ReplicaService {
         request: Request<proto::GcCheckRequest>,
     ) -> Result<Response<proto::GcCheckResponse>, Status> {
         let key = self.key(request.into_inner().key)?;
-        let ring = self.core.membership.ring();
-        let targets = ring.members().iter().map(|m| m.id.clone()).collect();
-        let holds_hint = self
-            .core
-            .store
-            .holds_hint(key.clone(), targets)
-            .await
-            .map_err(internal)?;
-        let state = self.core.store.get(key).await.map_err(internal)?;
-        let state = state.map(|s| Bytes::from(record::encode(&s))).unwrap_or_default();
-        Ok(Response::new(proto::GcCheckResponse { state, holds_hint }))
+        let check = self.local.gc_check(&key, Self::no_deadline()).await.map_err(status)?;
+        let state = check.state.map(|s| Bytes::from(record::encode(&s))).unwrap_or_default();
+        Ok(Response::new(proto::GcCheckResponse {
+            state,
+            holds_hint: check.holds_hint,
+        }))
     }
 
     async fn purge(&self, request: Request<proto::PurgeRequest>) -> Result<Response<proto::PurgeResponse>, Status> {
@@ -302,11 +295,10 @@ impl Replica for ReplicaService {
         let expected = record::decode(&request.expected_state)
             .map_err(|e| Status::invalid_argument(format!("invalid state: {e}")))?;
         let purged = self
-            .core
-            .store
-            .remove_if_unchanged(key, expected)
+            .local
+            .purge(&key, &expected, &request.expected_state, Self::no_deadline())
             .await
-            .map_err(internal)?;
+            .map_err(status)?;
         Ok(Response::new(proto::PurgeResponse { purged }))
     }
 
@@ -349,11 +341,10 @@ impl Replica for ReplicaService {
         };
         let limit = (request.limit as usize).clamp(1, ringkv_storage::SCAN_PAGE_MAX);
         let page = self
-            .core
-            .store
-            .scan(request.first, request.last, after, limit)
+            .local
+            .scan(request.first, request.last, after.as_ref(), limit, Self::no_deadline())
             .await
-            .map_err(internal)?;
+            .map_err(status)?;
         let entries = page
             .into_iter()
             .map(|(key, state)| proto::KeyStateEntry {

@@ -2,7 +2,9 @@
 //! [`Coordinator`].
 //!
 //! Everything a client sends is checked here before any replica is contacted; every
-//! failure leaves as a gRPC status whose message names what was wrong.
+//! failure leaves as a gRPC status whose message names what was wrong, and whose
+//! [`ERROR_KIND_HEADER`] names the kind of error, for programs (a node forwarding a write
+//! tells a replica's refusal from a failed connection by it).
 
 use std::time::Duration;
 
@@ -12,12 +14,23 @@ use ringkv_storage::{Key, VersionVector};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+use super::{Coordinator, RequestError, WriteRequest};
 use crate::config::REQUEST_TIMEOUT_MAX;
-use crate::coordinator::{Coordinator, RequestError, WriteRequest};
+use crate::membership::{LocalState, MembershipError};
 use crate::metrics::{Op, Outcome};
 
+/// The response metadata that carries the kind of a request error (`quorum-not-met`,
+/// `invalid-argument`, ...). Every error status the client API returns has it; a status
+/// without it did not come from a node's verdict (a connection failure, a proxy).
+pub(crate) const ERROR_KIND_HEADER: &str = "ringkv-error";
+
+/// Whether `status` is a node's own answer to a request, rather than a transport failure.
+pub(crate) fn is_node_verdict(status: &Status) -> bool {
+    status.metadata().contains_key(ERROR_KIND_HEADER)
+}
+
 /// Serves the client API.
-pub struct KvService {
+pub(crate) struct KvService {
     coordinator: Coordinator,
 }
 
@@ -111,7 +124,7 @@ impl KvService {
 }
 
 /// Turns a requested consistency level into a replica count in `1..=n`.
-pub fn resolve_quorum(
+pub(crate) fn resolve_quorum(
     consistency: Option<proto::Consistency>,
     what: &'static str,
     default: u8,
@@ -133,21 +146,25 @@ pub fn resolve_quorum(
     Ok(count as u8)
 }
 
-/// The gRPC status for a request error.
-pub fn status(error: &RequestError) -> Status {
+/// The gRPC status for a request error, with its kind in [`ERROR_KIND_HEADER`].
+pub(crate) fn status(error: &RequestError) -> Status {
     let message = error.to_string();
-    match error {
-        RequestError::Limit(_)
-        | RequestError::Context(_)
-        | RequestError::BadQuorum { .. }
-        | RequestError::TimeoutTooLong { .. } => Status::invalid_argument(message),
-        RequestError::QuorumNotMet { .. } | RequestError::NoReplicaReachable { .. } | RequestError::EmptyRing => {
-            Status::unavailable(message)
-        }
-        RequestError::NotReplica { .. } => Status::failed_precondition(message),
-        RequestError::BadReplicaState { .. } | RequestError::Store(_) => Status::internal(message),
-        RequestError::Remote(status) => status.clone(),
-    }
+    let (code, kind) = match error {
+        RequestError::Limit(_) => (tonic::Code::InvalidArgument, "limit"),
+        RequestError::Context(_) => (tonic::Code::InvalidArgument, "context"),
+        RequestError::BadQuorum { .. } => (tonic::Code::InvalidArgument, "bad-quorum"),
+        RequestError::TimeoutTooLong { .. } => (tonic::Code::InvalidArgument, "timeout-too-long"),
+        RequestError::QuorumNotMet { .. } => (tonic::Code::Unavailable, "quorum-not-met"),
+        RequestError::NoReplicaReachable { .. } => (tonic::Code::Unavailable, "no-replica-reachable"),
+        RequestError::EmptyRing => (tonic::Code::Unavailable, "empty-ring"),
+        RequestError::NotReplica { .. } => (tonic::Code::FailedPrecondition, "not-replica"),
+        RequestError::Store(_) => (tonic::Code::Internal, "store"),
+        // A replica's answer to a forwarded write, passed on with its own kind.
+        RequestError::Remote(status) => return status.clone(),
+    };
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(ERROR_KIND_HEADER, tonic::metadata::MetadataValue::from_static(kind));
+    Status::with_metadata(code, message, metadata)
 }
 
 fn sibling(s: &ringkv_storage::Sibling) -> proto::Sibling {
@@ -222,12 +239,10 @@ impl Kv for KvService {
     async fn leave(&self, _request: Request<proto::LeaveRequest>) -> Result<Response<proto::LeaveResponse>, Status> {
         let core = self.coordinator.core();
         if core.membership.gossip_address().is_none() {
-            return Err(Status::failed_precondition(
-                crate::membership::MembershipError::Static.to_string(),
-            ));
+            return Err(Status::failed_precondition(MembershipError::Static.to_string()));
         }
         tracing::info!(node = %core.me(), "leaving: handing data to the new owners");
-        core.membership.set_local_state(crate::membership::LocalState::Leaving);
+        core.membership.set_local_state(LocalState::Leaving);
         Ok(Response::new(proto::LeaveResponse {
             node_id: core.me().to_string(),
         }))
@@ -244,7 +259,7 @@ impl Kv for KvService {
                 tracing::info!(node = %id, "removed from the ring; survivors re-replicate its data");
                 Ok(Response::new(proto::RemoveNodeResponse {}))
             }
-            Err(crate::membership::MembershipError::UnknownNode(id)) => {
+            Err(MembershipError::UnknownNode(id)) => {
                 Err(Status::not_found(format!("{id} is not a member of the cluster")))
             }
             Err(e) => Err(Status::failed_precondition(e.to_string())),

@@ -10,7 +10,7 @@ use axum::Router;
 use crate::node_core::NodeCore;
 
 /// The admin routes over a node's shared state.
-pub fn router(core: Arc<NodeCore>) -> Router {
+pub(super) fn router(core: Arc<NodeCore>) -> Router {
     Router::new()
         .route(
             "/metrics",

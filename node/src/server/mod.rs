@@ -18,23 +18,32 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::anti_entropy::anti_entropy_loop;
-use crate::background::{handoff_loop, probe_loop};
 use crate::clock::NodeClock;
 use crate::config::{ConfigError, EngineKind, NodeConfig};
-use crate::coordinator::Coordinator;
-use crate::gossip_membership::GossipMembership;
-use crate::kv_service::KvService;
-use crate::local_store::LocalStore;
-use crate::membership::{LocalState, Membership, StaticMembership};
-use crate::merkle_index::MerkleIndex;
+use crate::inspect::Inspector;
+use crate::maintenance::anti_entropy::anti_entropy_loop;
+use crate::maintenance::hint_handoff::handoff_loop;
+use crate::maintenance::probe::probe_loop;
+use crate::maintenance::ring_watch::ring_watch_loop;
+use crate::maintenance::tombstone_gc::gc_loop;
+use crate::maintenance::transfer::{ownership_loop, pull_own_ranges};
+use crate::membership::gossip::GossipMembership;
+use crate::membership::join::{self, JoinError};
+use crate::membership::static_list::StaticMembership;
+use crate::membership::{LocalState, Membership};
 use crate::metrics::Metrics;
 use crate::network::{Incoming, Network};
 use crate::node_core::NodeCore;
-use crate::peers::{Peers, REPLICA_MESSAGE_BYTES_MAX};
-use crate::replica_service::ReplicaService;
-use crate::tombstone_gc::gc_loop;
+use crate::replica::peers::{Peers, REPLICA_MESSAGE_BYTES_MAX};
+use crate::replica::quorum::Background;
+use crate::replica::service::ReplicaService;
+use crate::request::client_api::KvService;
+use crate::request::Coordinator;
+use crate::store::merkle_index::MerkleIndex;
+use crate::store::{off_runtime, LocalStore};
 use ringkv_gossip::{Gossip, GossipConfig, MemberInfo, MemberStatus};
+
+mod admin;
 
 /// How long shutdown waits for in-flight requests to let go of the engine.
 pub const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(10);
@@ -110,6 +119,25 @@ pub enum StartError {
     },
 }
 
+impl From<JoinError> for StartError {
+    fn from(error: JoinError) -> StartError {
+        match error {
+            JoinError::NoSeedReachable {
+                seeds,
+                waited,
+                last_error,
+            } => StartError::NoSeedReachable {
+                seeds,
+                waited,
+                last_error,
+            },
+            JoinError::BadSeedAddress { seed, reason } => StartError::BadSeedAddress { seed, reason },
+            JoinError::ClusterMismatch { seed, message } => StartError::ClusterMismatch { seed, message },
+            JoinError::DuplicateNodeId { id, address } => StartError::DuplicateNodeId { id, address },
+        }
+    }
+}
+
 /// Things a caller (tests, `ringkv dev`, the simulation) may inject instead of defaults.
 #[derive(Default)]
 pub struct StartOptions {
@@ -117,8 +145,9 @@ pub struct StartOptions {
     pub listener: Option<TcpListener>,
     /// An engine to use instead of opening one from the config.
     pub engine: Option<Arc<dyn Engine>>,
-    /// A clock to use instead of the system clock.
-    pub clock: Option<NodeClock>,
+    /// A clock to use instead of the system clock. The caller may keep a clone to step it
+    /// (the simulation's clock jumps).
+    pub clock: Option<Arc<NodeClock>>,
     /// Accepted gRPC connections from a substitute network (instead of a listener).
     /// `config.listen` is then only the address the node advertises.
     pub incoming: Option<Incoming>,
@@ -217,7 +246,7 @@ impl RunningNode {
     /// Starts a node.
     pub async fn start_with(config: NodeConfig, options: StartOptions) -> Result<RunningNode, StartError> {
         config.validate()?;
-        let clock = options.clock.unwrap_or_else(NodeClock::system);
+        let clock = options.clock.unwrap_or_else(|| Arc::new(NodeClock::system()));
         let (membership, gossip, discovery) = match config.gossip_listen {
             None => {
                 let membership = StaticMembership::new(
@@ -230,7 +259,7 @@ impl RunningNode {
                 (Arc::new(membership) as Arc<dyn Membership>, None, None)
             }
             Some(gossip_address) => {
-                let discovery = crate::join::discover(&config, &options.network).await?;
+                let discovery = join::discover(&config, &options.network).await?;
                 let state = if config.join.is_empty() || discovery.known_member {
                     LocalState::Up
                 } else {
@@ -306,7 +335,7 @@ impl RunningNode {
         let index = Arc::new(MerkleIndex::for_ring(&membership.ring()));
         let rebuild = {
             let (index, engine) = (Arc::clone(&index), Arc::clone(&engine));
-            crate::local_store::off_runtime(engine.as_ref().runs_in_place(), move || index.rebuild(engine.as_ref()))
+            off_runtime(engine.as_ref().runs_in_place(), move || index.rebuild(engine.as_ref()))
                 .await
                 .map_err(|e| EngineError::Io(e.to_string()))??
         };
@@ -323,6 +352,7 @@ impl RunningNode {
             peers: Peers::new(options.network.clone()),
             metrics: Metrics::new(),
             clock,
+            background: Background::new(),
             left: watch::channel(false).0,
             config,
         });
@@ -360,7 +390,7 @@ impl RunningNode {
         }));
         if let Some(listener) = admin_listener {
             let mut stop = shutdown_rx.clone();
-            let router = crate::admin::router(Arc::clone(&core));
+            let router = admin::router(Arc::clone(&core));
             tasks.push(tokio::spawn(async move {
                 let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
                     let _ = stop.changed().await;
@@ -372,18 +402,12 @@ impl RunningNode {
         }
         core.metrics.anti_entropy_rebuild_seconds.set(rebuild.1.as_secs_f64());
         tasks.push(tokio::spawn(anti_entropy_loop(Arc::clone(&core), shutdown_rx.clone())));
-        tasks.push(tokio::spawn(crate::background::ownership_loop(
-            Arc::clone(&core),
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(crate::background::ring_watch_loop(
-            Arc::clone(&core),
-            shutdown_rx.clone(),
-        )));
+        tasks.push(tokio::spawn(ownership_loop(Arc::clone(&core), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(ring_watch_loop(Arc::clone(&core), shutdown_rx.clone())));
         if let (Some(discovery), LocalState::Joining) = (discovery, core.membership.local_state()) {
             let core = Arc::clone(&core);
             tasks.push(tokio::spawn(async move {
-                match crate::join::pull_own_ranges(&core, &discovery).await {
+                match pull_own_ranges(&core, &discovery).await {
                     Ok(stats) => tracing::info!(node = %core.me(), ?stats, "joined: ranges pulled, now up"),
                     Err(e) => {
                         tracing::error!(node = %core.me(), error = %e, "join: pulling ranges failed; staying joining")
@@ -408,6 +432,11 @@ impl RunningNode {
         })
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> &ringkv_ring::NodeId {
+        self.core.me()
+    }
+
     /// The gRPC address actually bound.
     pub fn address(&self) -> SocketAddr {
         self.address
@@ -418,9 +447,10 @@ impl RunningNode {
         self.admin_address
     }
 
-    /// Shared node state (for tests and embedding).
-    pub fn core(&self) -> &Arc<NodeCore> {
-        &self.core
+    /// A look inside the node, for tests and the simulation: its ring and liveness
+    /// views, its own store, its metrics.
+    pub fn inspect(&self) -> Inspector {
+        Inspector::new(Arc::clone(&self.core))
     }
 
     /// Resolves once this node has left the cluster (after a `Leave` request) and handed

@@ -20,10 +20,19 @@ use std::thread::JoinHandle;
 use ringkv_storage::EngineError;
 use tokio::sync::watch;
 
-use crate::local_store::StoreError;
+/// Why a write could not be made durable.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    /// Syncing the log failed; the write is not durable and the node must be restarted.
+    #[error("cannot sync the write-ahead log: {0}")]
+    Failed(String),
+    /// The syncer thread is gone.
+    #[error("the log sync thread stopped")]
+    Stopped,
+}
 
 /// The log syncer of one engine. Dropping it syncs what is pending and stops the thread.
-pub struct GroupCommit {
+pub(crate) struct GroupCommit {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -77,7 +86,7 @@ impl GroupCommit {
     }
 
     /// Waits until every write this engine finished before the call is durable.
-    pub async fn durable(&self) -> Result<(), StoreError> {
+    pub async fn durable(&self) -> Result<(), SyncError> {
         let ticket = {
             let mut pending = self.shared.lock();
             pending.issued += 1;
@@ -88,7 +97,7 @@ impl GroupCommit {
         let settled = progress
             .wait_for(|p| p.settles(ticket))
             .await
-            .map_err(|_| StoreError::Task("the log sync thread stopped".to_owned()))?;
+            .map_err(|_| SyncError::Stopped)?;
         if settled.synced_through >= ticket {
             return Ok(());
         }
@@ -96,10 +105,11 @@ impl GroupCommit {
             .failed_from
             .as_ref()
             .map_or_else(|| "unknown".to_owned(), |(_, reason)| reason.to_string());
-        Err(StoreError::Sync(reason))
+        Err(SyncError::Failed(reason))
     }
 
     /// Flushes done so far.
+    #[cfg(test)]
     pub fn flushes(&self) -> u64 {
         self.shared.progress.borrow().flushes
     }

@@ -1,6 +1,6 @@
 //! This node's segment hash trees, kept current as writes land.
 //!
-//! [`LocalStore`](crate::local_store::LocalStore) reports every change of a key's state
+//! [`LocalStore`](super::LocalStore) reports every change of a key's state
 //! here (digest before, digest after), so the trees never need a rescan while the node
 //! runs. They live in memory and are rebuilt by one scan of the store at start
 //! ([`MerkleIndex::rebuild`]), which is bounded by the store's size and timed in the
@@ -14,12 +14,12 @@ use ringkv_storage::merkle::record_digest;
 use ringkv_storage::{record, Engine, EngineError, Key, KeyState, SegmentTrees, SCAN_PAGE_MAX};
 
 /// The digest a state contributes to the trees; `None` for an absent key.
-pub fn digest(state: &KeyState) -> Option<u64> {
+pub(crate) fn digest(state: &KeyState) -> Option<u64> {
     (!state.is_empty()).then(|| record_digest(&record::encode(state)))
 }
 
 /// Segment trees behind a lock.
-pub struct MerkleIndex {
+pub(crate) struct MerkleIndex {
     trees: Mutex<SegmentTrees>,
 }
 

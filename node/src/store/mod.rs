@@ -9,33 +9,43 @@
 //! `spawn_blocking` and gives one spot to change the policy.
 //! It is also the one path by which the node writes, so it keeps the anti-entropy hash
 //! trees ([`MerkleIndex`]) in step with every change.
+//!
+//! This is the store as a thing on disk (or in memory); what a replica *does* with it is
+//! in `crate::replica`, whose local handle is the store's one caller on the request path.
+
+pub(crate) mod group_commit;
+pub(crate) mod merkle_index;
 
 use std::sync::Arc;
 
 use ringkv_ring::{NodeId, Position};
-use ringkv_storage::{Durability, Engine, EngineError, Key, KeyState};
+use ringkv_storage::merkle::LeafId;
+use ringkv_storage::{Durability, Engine, EngineError, Key, KeyState, SCAN_PAGE_MAX};
 
-use crate::group_commit::GroupCommit;
-use crate::merkle_index::{digest, MerkleIndex};
+use self::group_commit::{GroupCommit, SyncError};
+use self::merkle_index::{digest, MerkleIndex};
+
+/// Most keys one hash-tree leaf may hold for an exchange (beyond it the leaf is compared
+/// in part, and logged).
+pub(crate) const LEAF_KEYS_MAX: usize = SCAN_PAGE_MAX;
 
 /// Errors from the local store.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// The blocking task died (a panic in the engine, or runtime shutdown).
     #[error("storage task failed: {0}")]
     Task(String),
-    /// Syncing the write-ahead log failed; the write is not durable and the node must be
-    /// restarted.
-    #[error("cannot sync the write-ahead log: {0}")]
-    Sync(String),
+    /// The write could not be made durable.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
 }
 
 /// Runs `f` on tokio's blocking pool, or in place when `in_place` (an engine that never
 /// blocks: see `Engine::runs_in_place`).
-pub async fn off_runtime<T: Send + 'static>(
+pub(crate) async fn off_runtime<T: Send + 'static>(
     in_place: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -50,7 +60,7 @@ pub async fn off_runtime<T: Send + 'static>(
 /// What a write made by [`LocalStore::update_then_sync`] still needs before it may be
 /// acknowledged: nothing, or a flush of the log by the group commit.
 #[must_use = "a synced write is durable only once `wait` returns"]
-pub struct PendingSync {
+pub(crate) struct PendingSync {
     group_commit: Option<Arc<GroupCommit>>,
 }
 
@@ -58,7 +68,7 @@ impl PendingSync {
     /// Waits until the write is durable.
     pub async fn wait(self) -> Result<(), StoreError> {
         match self.group_commit {
-            Some(group_commit) => group_commit.durable().await,
+            Some(group_commit) => Ok(group_commit.durable().await?),
             None => Ok(()),
         }
     }
@@ -66,7 +76,7 @@ impl PendingSync {
 
 /// An engine shared by the node's tasks.
 #[derive(Clone)]
-pub struct LocalStore {
+pub(crate) struct LocalStore {
     engine: Arc<dyn Engine>,
     durability: Durability,
     index: Arc<MerkleIndex>,
@@ -96,11 +106,6 @@ impl LocalStore {
             index,
             group_commit,
         })
-    }
-
-    /// Log flushes the group commit has done (0 without one).
-    pub fn log_flushes(&self) -> u64 {
-        self.group_commit.as_ref().map_or(0, |g| g.flushes())
     }
 
     /// The hash trees kept in step with this store.
@@ -271,5 +276,30 @@ impl LocalStore {
     /// Hint counts per target.
     pub async fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StoreError> {
         self.run(|e, _| e.hint_counts()).await
+    }
+
+    /// The keys this node stores in one hash-tree leaf, with their digests.
+    pub async fn leaf_digests(&self, leaf: LeafId) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
+        let (first, last) = self.index.with(|trees| trees.leaf_bounds(leaf));
+        let intervals = if first <= last {
+            vec![(first, last)]
+        } else {
+            vec![(first, Position::MAX), (0, last)]
+        };
+        let mut out = Vec::new();
+        for (lo, hi) in intervals {
+            let page = self.scan(lo, hi, None, LEAF_KEYS_MAX).await?;
+            if page.len() == LEAF_KEYS_MAX {
+                tracing::warn!(
+                    ?leaf,
+                    "leaf holds {LEAF_KEYS_MAX}+ keys; anti-entropy sees only the first"
+                );
+            }
+            out.extend(
+                page.into_iter()
+                    .filter_map(|(k, s)| digest(&s).map(|d| (k.as_bytes().to_vec(), d))),
+            );
+        }
+        Ok(out)
     }
 }

@@ -1,0 +1,166 @@
+//! Writes (puts and deletes) on a replica of their key.
+//!
+//! [`Coordinator::write`] sends a write that reaches a node outside the key's preference
+//! list on to a replica ([`super::forward`]). On a replica it orders the write: applies it
+//! to this node's store under the key's lock, which assigns its dot
+//! (`KeyState::put_with_floor`), then sends the resulting state to the other N−1 replicas
+//! as one [`QuorumCall`] and answers once W copies (this one included) are stored. A
+//! replica that is down or fails is replaced by the next live node after the preference
+//! list, which keeps the copy as a *hint* for it (sloppy quorum). Copies still out when
+//! the client has its answer go on in the background; a replica that no stand-in could
+//! take gets a hint kept here, so the write still reaches its home.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ringkv_ring::{NodeId, PreferenceList, Ring};
+use ringkv_storage::injected_bug::{self, Bug};
+use ringkv_storage::{record, Key, KeyState, VersionVector, Write};
+use tokio::time::Instant;
+
+use super::{preference_list, Coordinator, RequestError, WriteOutcome, WriteRequest};
+use crate::replica::quorum::{QuorumCall, Slot};
+use crate::replica::{Replica, ReplicaError};
+
+impl Coordinator {
+    /// Writes (or deletes) through a replica of the key.
+    pub async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, RequestError> {
+        let core = &self.core;
+        let ring = core.membership.ring();
+        let pref = preference_list(&ring, &request.key, core.config.replicas)?;
+        if !pref.contains(core.me()) {
+            if request.forwarded {
+                return Err(RequestError::NotReplica {
+                    node: core.me().clone(),
+                });
+            }
+            return self.forward(&pref, request).await;
+        }
+        let deadline = Instant::now() + request.timeout;
+        let hlc = core.clock.hlc_now();
+        let expires_at_ms = request.ttl.map(|ttl| core.clock.wall_ms() + ttl.as_millis() as u64);
+        let actor = core.actor;
+        let context = if injected_bug::active(Bug::PutIgnoresContext) {
+            VersionVector::new()
+        } else {
+            request.context.clone()
+        };
+        let value = request.value.clone();
+        let (state, local_sync) = core
+            .store
+            .update_then_sync(request.key.clone(), move |s| {
+                s.put_with_floor(
+                    actor,
+                    &context,
+                    Write {
+                        value: value.clone(),
+                        hlc,
+                        expires_at_ms,
+                    },
+                    hlc.raw(),
+                );
+            })
+            .await?;
+        // With the injected bug the copies still go out, but nobody waits for them.
+        let ack_early = injected_bug::active(Bug::AckBeforeQuorum);
+        let needed = if ack_early { 0 } else { request.w.saturating_sub(1) };
+        // The copies go out while the local log flush (if any) runs; the local copy counts
+        // only once it is durable.
+        let (local, remote) = tokio::join!(
+            local_sync.wait(),
+            self.replicate(&ring, &pref, &request.key, &state, usize::from(needed), deadline)
+        );
+        local?;
+        let mut acks = 1 + remote;
+        if ack_early {
+            acks = usize::from(request.w);
+        }
+        if acks < usize::from(request.w) {
+            return Err(RequestError::QuorumNotMet {
+                op: "write",
+                replied: acks,
+                needed: request.w,
+                timeout_ms: request.timeout.as_millis() as u64,
+                first_failure: None,
+            });
+        }
+        Ok(WriteOutcome {
+            context: Bytes::from(state.context().encode()),
+            acks,
+        })
+    }
+
+    /// Sends `state` to the other replicas (or stand-ins) and waits until `needed` of them
+    /// stored it or `deadline` passed; returns how many did.
+    async fn replicate(
+        &self,
+        ring: &Ring,
+        pref: &PreferenceList,
+        key: &Key,
+        state: &KeyState,
+        needed: usize,
+        deadline: Instant,
+    ) -> usize {
+        let core = &self.core;
+        let targets: Vec<NodeId> = pref.iter().filter(|n| *n != core.me()).cloned().collect();
+        if targets.is_empty() {
+            return 0;
+        }
+        // Without hinted hand-off a failed replica catches up through anti-entropy instead.
+        let stand_ins: Vec<NodeId> = if core.config.hinted_handoff {
+            ring.fallbacks(key.position(), core.config.replicas)
+                .filter(|n| core.membership.is_alive(n))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let encoded = Bytes::from(record::encode(state));
+        // Each copy runs to completion even after the client has its answer, bounded by
+        // the replica timeout.
+        let copy_deadline = Instant::now() + core.config.request_timeout;
+        let (copying, copied_key, copied_state) = (Arc::clone(core), key.clone(), state.clone());
+        let mut copies: QuorumCall<(), ReplicaError> = QuorumCall::start(targets, stand_ins, move |slot: &Slot| {
+            let replica = Replica::new(&copying, slot.node.clone());
+            let (key, state, encoded, core) = (
+                copied_key.clone(),
+                copied_state.clone(),
+                encoded.clone(),
+                Arc::clone(&copying),
+            );
+            let hint_for = slot.stands_in_for.clone();
+            Box::pin(async move {
+                replica
+                    .merge(&key, &state, &encoded, hint_for.as_ref(), copy_deadline)
+                    .await?;
+                if hint_for.is_some() {
+                    core.metrics.hinted_writes.inc();
+                }
+                Ok(())
+            })
+        });
+        let acks = copies.wait_for(needed, None, deadline).await;
+        if copies.outstanding() > 0 || !copies.failures().is_empty() {
+            let (core, key, state) = (Arc::clone(core), key.clone(), state.clone());
+            let background = core.background.clone();
+            background
+                .spawn(async move {
+                    let finished = copies.finish(copy_deadline).await;
+                    if !core.config.hinted_handoff {
+                        return;
+                    }
+                    // No stand-in took these copies: keep a hint here so the write still
+                    // reaches its home. It does not count towards W: this node already
+                    // holds a copy.
+                    for (slot, _) in finished.failures {
+                        let target = slot.stands_in_for.unwrap_or(slot.node);
+                        if let Err(e) = core.store.put_hint(target.clone(), key.clone(), state.clone()).await {
+                            tracing::error!(%target, ?key, error = %e, "could not store a hint");
+                        }
+                    }
+                })
+                .await;
+        }
+        acks
+    }
+}

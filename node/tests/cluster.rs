@@ -436,3 +436,92 @@ async fn a_read_asks_r_replicas_and_replaces_one_that_is_down() {
     );
     cluster.shutdown().await;
 }
+
+/// A key whose preference list (N=3 of 4 nodes) leaves out node `outsider`.
+fn key_not_on(cluster: &TestCluster, outsider: usize) -> String {
+    let ring = cluster.node(0).inspect().ring();
+    let id = cluster.configs[outsider].node_id.clone();
+    (0..1000)
+        .map(|i| format!("forwarded-{i}"))
+        .find(|k| !ring.preference_list(key_position(k.as_bytes()), 3).contains(&id))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicas_refusal_of_a_forwarded_write_is_the_answer_and_no_other_replica_orders_it() {
+    // Without hints a write at W=3 fails while one replica is down. The node outside the
+    // key's replicas forwards it; the replica that orders it answers "quorum not met",
+    // and that verdict must come back as it is: trying the next replica would order the
+    // same write a second time, under another dot.
+    let mut cluster = TestCluster::start_with(4, 3, |c| c.hinted_handoff = false).await;
+    let key = key_not_on(&cluster, 0);
+    let ring = cluster.node(0).inspect().ring();
+    let pref = ring.preference_list(key_position(key.as_bytes()), 3);
+    let down = cluster.index_of(&pref.nodes()[2]);
+    cluster.stop(down).await;
+    eventually(Duration::from_secs(5), || {
+        let view = cluster.node(0).inspect();
+        let id = cluster.configs[down].node_id.clone();
+        async move { (!view.is_alive(&id)).then_some(()) }
+    })
+    .await;
+
+    let mut kv = ringkv_client::proto::kv_client::KvClient::connect(format!("http://{}", cluster.address(0)))
+        .await
+        .unwrap();
+    let all = ringkv_client::proto::Consistency {
+        level: ringkv_client::proto::Level::All as i32,
+        count: 0,
+    };
+    let status = kv
+        .put(ringkv_client::proto::PutRequest {
+            key: Bytes::from(key.clone()),
+            value: Bytes::from_static(b"refused at W=3"),
+            consistency: Some(all),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status.metadata().get("ringkv-error").and_then(|v| v.to_str().ok()),
+        Some("quorum-not-met"),
+        "{status:?}"
+    );
+
+    // The write was ordered once: the two live replicas hold one sibling, one dot.
+    let replicas: Vec<usize> = pref.nodes()[..2].iter().map(|id| cluster.index_of(id)).collect();
+    let k = Limits::default().key(key.clone()).unwrap();
+    let mut dots = std::collections::BTreeSet::new();
+    for i in replicas {
+        let inspector = cluster.node(i).inspect();
+        let stored = eventually(Duration::from_secs(5), || {
+            let (inspector, k) = (inspector.clone(), k.clone());
+            async move { inspector.stored(&k).await.unwrap() }
+        })
+        .await;
+        dots.extend(stored.siblings().iter().map(|s| s.dot().to_string()));
+    }
+    assert_eq!(dots.len(), 1, "one write, one dot: {dots:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_write_whose_first_replica_is_unreachable_goes_to_the_next() {
+    let mut cluster = TestCluster::start(4, 3).await;
+    let key = key_not_on(&cluster, 0);
+    let ring = cluster.node(0).inspect().ring();
+    let pref = ring.preference_list(key_position(key.as_bytes()), 3);
+    // The first replica goes away before node 0's failure detector has noticed: the
+    // forward finds its connection refused and moves on.
+    let first = cluster.index_of(&pref.nodes()[0]);
+    cluster.stop(first).await;
+    let client = cluster.client_for(0);
+    let written = client
+        .put(key.clone(), "forwarded past a dead replica", &Context::empty())
+        .await;
+    assert!(written.is_ok(), "{written:?}");
+    let read = client.get(key.clone()).await.unwrap();
+    assert_eq!(values(&read), ["forwarded past a dead replica"]);
+    cluster.shutdown().await;
+}

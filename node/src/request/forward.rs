@@ -127,14 +127,17 @@ async fn forward_to(
                 acks: acks as usize,
             })
         }
-        // The node's own verdict on the write goes back to the client as it is; an
-        // UNAVAILABLE that the connection produced means "try the next replica".
-        Ok(Err(status)) if status.code() == tonic::Code::Unavailable && !is_node_verdict(&status) => {
+        // The node's own verdict on the write goes back to the client as it is. Any other
+        // status was made on the way (a refused or reset connection, whatever code it
+        // carries: the SDK's connection reports a refused connect as UNKNOWN): the
+        // replica did not take the write, so the next one is asked.
+        Ok(Err(status)) if is_node_verdict(&status) => Err(ForwardFailure::Verdict(status)),
+        Ok(Err(status)) => {
+            tracing::debug!(%node, code = ?status.code(), message = status.message(), "forward: replica unreachable");
             core.metrics.replica_rpc_errors.inc();
             core.membership.report(node, false);
             Err(ForwardFailure::Unreachable)
         }
-        Ok(Err(status)) => Err(ForwardFailure::Verdict(status)),
         Err(_) => Err(ForwardFailure::Unreachable),
     }
 }

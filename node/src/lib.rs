@@ -6,9 +6,9 @@
 //!
 //! - `request`: the path of a client request: the client API, then the coordinator's
 //!   read, write and forward;
-//! - `replica`: one way to talk to a replica, local or remote (`Replica`), and the one
-//!   quorum primitive (`QuorumCall`); the peers' connections and batchers; the replica
-//!   API server;
+//! - `replica`: one way to talk to a replica, local or remote (`Replica`), the one
+//!   quorum primitive (`QuorumCall`), and the replica API server;
+//! - `peers`: one HTTP/2 connection per peer, and the batcher of its replica calls;
 //! - `store`: the local engine from async code, group commit, the hash trees;
 //! - `membership`: the ring and liveness views (static or gossip), and the join handshake;
 //! - `maintenance`: background rounds: hint hand-off, range transfer, anti-entropy,
@@ -22,6 +22,7 @@
 //! another network (the simulation's), [`clock`] to drive its clock, [`LocalCluster`] to
 //! start several on loopback, and [`inspect`] to look inside one from a test.
 
+mod background;
 pub mod clock;
 pub mod config;
 pub mod inspect;
@@ -31,6 +32,7 @@ mod membership;
 pub mod metrics;
 pub mod network;
 mod node_core;
+mod peers;
 mod replica;
 mod request;
 mod server;

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use ringkv_ring::NodeId;
 use ringkv_storage::ActorId;
 
+use crate::background::Background;
 use crate::clock::NodeClock;
 use crate::config::NodeConfig;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
-use crate::replica::peers::Peers;
-use crate::replica::quorum::Background;
+use crate::peers::Peers;
 use crate::store::LocalStore;
 
 /// Shared state of one node.

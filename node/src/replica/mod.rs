@@ -4,7 +4,7 @@
 //! hint hand-off, range transfer, ownership hand-off, anti-entropy, tombstone GC) goes
 //! through a [`Replica`]. It is either this node's own store, reached in place with no
 //! RPC ([`local`]), or a peer, reached through its batcher or its replica API client on
-//! the one connection to it ([`remote`]). The operations are typed (`read`, `merge` with
+//! the one connection to it (`crate::peers`; [`remote`]). The operations are typed (`read`, `merge` with
 //! an optional hint target, `merge_batch`, `scan`, the three levels of hash-tree digests,
 //! the GC check and purge, the liveness probe) and fail with [`ReplicaError`]. The handle
 //! alone reports call outcomes to the failure detector and counts failed calls, so a
@@ -18,9 +18,7 @@
 //!
 //! Start reading at [`Replica`], then [`quorum::QuorumCall`].
 
-pub(crate) mod batcher;
 mod local;
-pub(crate) mod peers;
 pub(crate) mod quorum;
 mod remote;
 pub(crate) mod service;

@@ -13,25 +13,20 @@
 //! requests are out. [`QuorumCall::wait_for`] returns once `need` answers are in (or no
 //! answer can come, or the deadline passed); the calls still out are then either dropped
 //! (a read nobody needs) or handed to [`QuorumCall::finish`], which the caller runs in the
-//! background through [`Background`], so a write's slow copies still land.
+//! background through the node's bounded pool (`crate::background::Background`), so a
+//! write's slow copies still land.
 //!
 //! Limits: a call holds at most one future per node it was given (first plus spares, so
-//! at most the ring's size), and the node runs at most [`BACKGROUND_CALLS_MAX`]
-//! background finishes at once: a request that would start one more waits for room.
+//! at most the ring's size); the pool bounds how many finishes run at once.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use ringkv_ring::NodeId;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
-
-/// Background finishes (a write's late copies, a read's repair) a node runs at once.
-pub(crate) const BACKGROUND_CALLS_MAX: usize = 4096;
 
 /// One call's place in a quorum: the node called, and the node it stands in for when it
 /// replaces one that failed.
@@ -224,38 +219,10 @@ pub(crate) struct Finished<T, E> {
     pub failures: Vec<(Slot, E)>,
 }
 
-/// The node's bounded pool of background work: finishes of quorum calls.
-#[derive(Clone)]
-pub(crate) struct Background {
-    permits: Arc<Semaphore>,
-}
-
-impl Background {
-    /// Room for [`BACKGROUND_CALLS_MAX`] at once.
-    pub fn new() -> Background {
-        Background {
-            permits: Arc::new(Semaphore::new(BACKGROUND_CALLS_MAX)),
-        }
-    }
-
-    /// Runs `work` in a task of its own once there is room; waits for room first, so a
-    /// node flooded with slow replicas pushes back on its clients instead of piling up
-    /// tasks.
-    pub async fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-            return; // never closed
-        };
-        tokio::spawn(async move {
-            work.await;
-            drop(permit);
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 

@@ -17,8 +17,8 @@ use ringkv_ring::{NodeId, Position};
 use ringkv_storage::{record, Key, KeyState};
 use tokio::time::Instant;
 
-use super::batcher::ReplicaBatcher;
 use super::{GcCheck, Replica, ReplicaError};
+use crate::peers::batcher::ReplicaBatcher;
 
 /// The peer's batcher, unless the peer is believed down or has no address.
 fn batcher(replica: &Replica) -> Result<ReplicaBatcher, ReplicaError> {

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::background::Background;
 use crate::clock::NodeClock;
 use crate::config::{ConfigError, EngineKind, NodeConfig};
 use crate::inspect::Inspector;
@@ -34,8 +35,7 @@ use crate::membership::{LocalState, Membership};
 use crate::metrics::Metrics;
 use crate::network::{Incoming, Network};
 use crate::node_core::NodeCore;
-use crate::replica::peers::{Peers, REPLICA_MESSAGE_BYTES_MAX};
-use crate::replica::quorum::Background;
+use crate::peers::{Peers, REPLICA_MESSAGE_BYTES_MAX};
 use crate::replica::service::ReplicaService;
 use crate::request::client_api::KvService;
 use crate::request::Coordinator;

@@ -10,6 +10,8 @@
 //! Keep-alive pings make a connection that silently died (a cut network) fail fast
 //! instead of hanging until the request timeout.
 
+pub(crate) mod batcher;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -21,7 +23,7 @@ use ringkv_client::{Connection, ConnectionTimeouts};
 use ringkv_ring::NodeId;
 use tonic::transport::Uri;
 
-use super::batcher::ReplicaBatcher;
+use self::batcher::ReplicaBatcher;
 use crate::network::Network;
 
 /// Largest message a replica RPC may carry (a batch of states).

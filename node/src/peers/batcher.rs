@@ -277,6 +277,9 @@ mod tests {
 
     use super::*;
 
+    type AnswerStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<proto::ReplicaOpsResponse, Status>> + Send + 'static>>;
+
     /// A peer that answers every operation with OK and counts how batches reach it. Without
     /// `has_stream` it is an older version that does not know `ApplyStream`.
     #[derive(Clone, Default)]
@@ -313,7 +316,7 @@ mod tests {
         async fn apply_stream(
             &self,
             request: Request<Streaming<proto::ReplicaOpsRequest>>,
-        ) -> Result<Response<crate::replica::service::AnswerStream>, Status> {
+        ) -> Result<Response<AnswerStream>, Status> {
             if !self.has_stream {
                 return Err(Status::unimplemented("no ApplyStream in this version"));
             }

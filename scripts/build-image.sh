@@ -44,7 +44,7 @@ fi
 
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
-cp container/Dockerfile "$ctx/Dockerfile"
+cp container/image/Dockerfile "$ctx/Dockerfile"
 if command -v strip >/dev/null 2>&1; then
     strip -o "$ctx/ringkv" "$bin"
 else

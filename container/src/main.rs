@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ringkv_container::cgroup::{self, Limits};
-use ringkv_container::experiment::{self, ExperimentConfig};
-use ringkv_container::lab::{self, Lab, LabConfig};
-use ringkv_container::lab_state::STATE_ROOT_DEFAULT;
-use ringkv_container::layout::LabName;
-use ringkv_container::node_program::NodeProgram;
-use ringkv_container::partition::Partition;
-use ringkv_container::sandbox::{self, NodeLaunch};
-use ringkv_container::spec::Spec;
+use ringkv_container::experiment::driver::{self, ExperimentConfig};
+use ringkv_container::experiment::spec::Spec;
+use ringkv_container::kernel::cgroup::{self, Limits};
+use ringkv_container::kernel::sandbox::{self, NodeLaunch};
+use ringkv_container::lab::control::{self, Lab, LabConfig};
+use ringkv_container::lab::lab_state::STATE_ROOT_DEFAULT;
+use ringkv_container::lab::layout::LabName;
+use ringkv_container::lab::node_program::NodeProgram;
+use ringkv_container::lab::partition::Partition;
 
 const AFTER_HELP: &str = "\
 Examples (as root; needs `ip` from iproute2 and nothing else):
@@ -203,7 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.nodes
             );
             let program = if args.etcd {
-                let binary = ringkv_container::netns::find_program("etcd")
+                let binary = ringkv_container::kernel::netns::find_program("etcd")
                     .context("--etcd: no `etcd` on PATH (bash scripts/install-peers.sh installs it)")?;
                 NodeProgram::Etcd { binary }
             } else {
@@ -226,7 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_status(&lab);
         }
         Command::Down => {
-            let report = lab::down(&cli.state_root, &name)?;
+            let report = control::down(&cli.state_root, &name)?;
             if report.is_empty() {
                 println!("lab {name}: nothing to remove");
             } else {
@@ -267,7 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Exec { command } => {
             let lab = Lab::open(&cli.state_root, &name, &lab_exe)?;
-            let ip = ringkv_container::netns::find_ip().context("`ip` not found")?;
+            let ip = ringkv_container::kernel::netns::find_ip().context("`ip` not found")?;
             let status = std::process::Command::new(ip)
                 .args(["netns", "exec", &lab.client_netns()])
                 .args(&command)
@@ -292,7 +292,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 lab_name: name,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
-            let runs = experiment::run(&config)?;
+            let runs = driver::run(&config)?;
             println!("{} runs; report: {}", runs.len(), args.out.join("report.md").display());
         }
         Command::ExecNode(_) | Command::ExecInit { .. } => unreachable!("dispatched above"),

@@ -3,7 +3,7 @@
 //! and that the hints reach the node once it is back.
 //!
 //! This is the one test that exercises what `cargo test` elsewhere cannot: the static
-//! binary in a `FROM scratch` image (`container/Dockerfile`, built by
+//! binary in a `FROM scratch` image (`container/image/Dockerfile`, built by
 //! `scripts/build-image.sh`), real network interfaces going away (`docker network
 //! disconnect`), and the SDK talking to containers from the host (over the bridge: the
 //! host routes to the containers' IPs, so no ports are published and parallel runs never
@@ -47,7 +47,7 @@ fn compose_file_is_valid() {
     if docker_or_skip().is_none() {
         return;
     }
-    let compose = repo_root().join("container/compose.yaml");
+    let compose = repo_root().join("container/image/compose.yaml");
     let Some(mut command) = compose_command() else {
         println!("skipped: docker not available: neither `docker compose` nor `docker-compose` runs");
         return;

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringkv_client::{Client, Consistency, Context, ReadOptions, WriteOptions};
-use ringkv_container::client_netns::block_on_in_netns;
-use ringkv_container::convergence::{self, Probes};
-use ringkv_container::layout::{self, LabName};
+use ringkv_container::experiment::convergence::{self, Probes};
+use ringkv_container::kernel::client_netns::block_on_in_netns;
+use ringkv_container::lab::layout::{self, LabName};
 use tokio::time::Instant;
 
 // Labs share the two CPUs: run one at a time so timings stay meaningful.
@@ -42,7 +42,7 @@ fn skip_reason() -> Option<String> {
     if !nix::unistd::Uid::effective().is_root() {
         return Some("not running as root".to_owned());
     }
-    if ringkv_container::netns::find_ip().is_none() {
+    if ringkv_container::kernel::netns::find_ip().is_none() {
         return Some("`ip` (iproute2) is not on PATH".to_owned());
     }
     None
@@ -70,7 +70,7 @@ fn run_lab(name: &str, root: &Path, args: &[&str]) -> Output {
 
 fn leftovers(name: &str) -> Vec<String> {
     let prefix = LabName::new(name).expect("valid").netns_prefix();
-    let mut found = ringkv_container::netns::list_netns(&prefix);
+    let mut found = ringkv_container::kernel::netns::list_netns(&prefix);
     for hierarchy in ["", "memory/", "cpu/"] {
         let dir = PathBuf::from(format!("/sys/fs/cgroup/{hierarchy}ringkv-lab/{name}"));
         if dir.exists() {

@@ -10,92 +10,92 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cgroup::{self, Limits};
-use crate::layout::NODES_MAX;
-use crate::partition::Partition;
+use crate::kernel::cgroup::{self, Limits};
+use crate::lab::layout::NODES_MAX;
+use crate::lab::partition::Partition;
 
 /// The longest run one setting may take.
-pub const DURATION_MAX: Duration = Duration::from_secs(600);
+pub(crate) const DURATION_MAX: Duration = Duration::from_secs(600);
 /// The most settings one sweep may hold.
-pub const SWEEP_MAX: usize = 8;
+pub(crate) const SWEEP_MAX: usize = 8;
 /// The most concurrent clients.
-pub const CLIENTS_MAX: u32 = 64;
+pub(crate) const CLIENTS_MAX: u32 = 64;
 /// The most keys the workload spreads over.
-pub const KEYS_MAX: u32 = 100_000;
+pub(crate) const KEYS_MAX: u32 = 100_000;
 /// The highest total request rate.
-pub const OPS_PER_SECOND_MAX: u32 = 5_000;
+pub(crate) const OPS_PER_SECOND_MAX: u32 = 5_000;
 /// The value size bounds (a value carries a 20-digit sequence number).
-pub const VALUE_BYTES_MIN: u32 = 20;
+pub(crate) const VALUE_BYTES_MIN: u32 = 20;
 /// Largest value.
-pub const VALUE_BYTES_MAX: u32 = 64 << 10;
+pub(crate) const VALUE_BYTES_MAX: u32 = 64 << 10;
 /// The most faults in a schedule.
-pub const FAULTS_MAX: usize = 32;
+pub(crate) const FAULTS_MAX: usize = 32;
 /// Per-request timeout bounds.
-pub const TIMEOUT_MIN: Duration = Duration::from_millis(10);
+pub(crate) const TIMEOUT_MIN: Duration = Duration::from_millis(10);
 /// Longest per-request timeout.
-pub const TIMEOUT_MAX: Duration = Duration::from_secs(10);
+pub(crate) const TIMEOUT_MAX: Duration = Duration::from_secs(10);
 /// Probe keys written on each side of a partition.
-pub const PROBE_KEYS_MAX: u32 = 1_000;
+pub(crate) const PROBE_KEYS_MAX: u32 = 1_000;
 
 /// A parsed, validated experiment.
 #[derive(Clone, Debug)]
 pub struct Spec {
     /// Short name, used in the report title.
-    pub name: String,
+    pub(crate) name: String,
     /// What the experiment is for.
-    pub description: String,
+    pub(crate) description: String,
     /// The lab.
-    pub nodes: u8,
+    pub(crate) nodes: u8,
     /// Per-node limits.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// The workload.
-    pub workload: Workload,
+    pub(crate) workload: Workload,
     /// How long each run lasts.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// How long after a heal convergence is awaited (bounded by the run's end).
-    pub converge_timeout: Duration,
+    pub(crate) converge_timeout: Duration,
     /// Faults, sorted by time.
-    pub faults: Vec<Fault>,
+    pub(crate) faults: Vec<Fault>,
     /// The settings to run.
-    pub sweep: Vec<Quorum>,
+    pub(crate) sweep: Vec<Quorum>,
     /// Whether to run etcd as the CP reference when it is installed, and with how many
     /// members.
-    pub etcd_members: Option<u8>,
+    pub(crate) etcd_members: Option<u8>,
 }
 
 /// What clients do.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Workload {
+pub(crate) struct Workload {
     /// Concurrent clients; client i talks to node `i % nodes + 1` only.
-    pub clients: u32,
+    pub(crate) clients: u32,
     /// Keys, `key-0` .. `key-(keys-1)`, chosen uniformly.
-    pub keys: u32,
+    pub(crate) keys: u32,
     /// Fraction of operations that are reads.
-    pub read_fraction: f64,
+    pub(crate) read_fraction: f64,
     /// Total request rate over all clients.
-    pub ops_per_second: u32,
+    pub(crate) ops_per_second: u32,
     /// Size of each written value.
-    pub value_bytes: u32,
+    pub(crate) value_bytes: u32,
     /// Per-request timeout.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Keys written on each side of each partition, to time convergence after the heal.
-    pub probe_keys: u32,
+    pub(crate) probe_keys: u32,
     /// Seed of the key and operation choices.
-    pub seed: u64,
+    pub(crate) seed: u64,
 }
 
 /// One fault at one time.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Fault {
+pub(crate) struct Fault {
     /// When, from the start of the run.
-    pub at: Duration,
+    pub(crate) at: Duration,
     /// What.
-    pub action: FaultAction,
+    pub(crate) action: FaultAction,
 }
 
 /// What a fault does.
 #[derive(Clone, Debug, PartialEq)]
-pub enum FaultAction {
+pub(crate) enum FaultAction {
     /// Cut the network into these groups.
     Partition(Partition),
     /// Undo the partition.
@@ -108,7 +108,7 @@ pub enum FaultAction {
 
 impl FaultAction {
     /// How the report names the fault.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             FaultAction::Partition(p) => format!("partition {p}"),
             FaultAction::Heal => "heal".to_owned(),
@@ -120,18 +120,18 @@ impl FaultAction {
 
 /// One N/R/W setting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Quorum {
+pub(crate) struct Quorum {
     /// Replicas per key.
-    pub n: u8,
+    pub(crate) n: u8,
     /// Replicas a read waits for.
-    pub r: u8,
+    pub(crate) r: u8,
     /// Replicas a write waits for.
-    pub w: u8,
+    pub(crate) w: u8,
 }
 
 impl Quorum {
     /// `N=3 R=2 W=2`.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("N={} R={} W={}", self.n, self.r, self.w)
     }
 }
@@ -395,7 +395,7 @@ impl Spec {
     }
 
     /// Seconds of workload over all runs (ringkv settings plus etcd), for the progress bar.
-    pub fn total_run_seconds(&self, with_etcd: bool) -> u64 {
+    pub(crate) fn total_run_seconds(&self, with_etcd: bool) -> u64 {
         let runs = self.sweep.len() as u64 + u64::from(with_etcd);
         runs * self.duration.as_secs()
     }
@@ -496,10 +496,10 @@ mod example_specs {
     #[test]
     fn shipped_examples_parse() {
         for (name, text) in [
-            ("partition-2-3", include_str!("../experiments/partition-2-3.toml")),
+            ("partition-2-3", include_str!("../../experiments/partition-2-3.toml")),
             (
                 "isolate-and-restart",
-                include_str!("../experiments/isolate-and-restart.toml"),
+                include_str!("../../experiments/isolate-and-restart.toml"),
             ),
         ] {
             let spec = Spec::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -8,9 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cgroup::{CgroupVersion, Limits, NodeGroup};
-use crate::node_program::NodeProgram;
-use crate::partition::Partition;
+use crate::kernel::cgroup::{CgroupVersion, Limits, NodeGroup};
+use crate::lab::node_program::NodeProgram;
+use crate::lab::partition::Partition;
 
 /// The default directory under which each lab keeps its state.
 pub const STATE_ROOT_DEFAULT: &str = "/var/lib/ringkv-lab";
@@ -28,11 +28,11 @@ pub struct LabState {
     /// What each node runs.
     pub program: NodeProgram,
     /// The limits every node runs under.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// The cgroup interface used, when there are limits.
-    pub cgroup_version: Option<CgroupVersion>,
+    pub(crate) cgroup_version: Option<CgroupVersion>,
     /// Each node's cgroup(s), index 0 = node 1.
-    pub groups: Vec<NodeGroup>,
+    pub(crate) groups: Vec<NodeGroup>,
     /// The current partition, if any.
     pub partition: Option<Partition>,
 }
@@ -59,17 +59,17 @@ pub enum StateError {
 }
 
 /// The directory of lab `name` under `root`.
-pub fn lab_dir(root: &Path, name: &str) -> PathBuf {
+pub(crate) fn lab_dir(root: &Path, name: &str) -> PathBuf {
     root.join(name)
 }
 
 /// Node `index`'s directory.
-pub fn node_dir(root: &Path, name: &str, index: u8) -> PathBuf {
+pub(crate) fn node_dir(root: &Path, name: &str, index: u8) -> PathBuf {
     lab_dir(root, name).join(format!("n{index}"))
 }
 
 /// Loads lab `name`'s state.
-pub fn load(root: &Path, name: &str) -> Result<LabState, StateError> {
+pub(crate) fn load(root: &Path, name: &str) -> Result<LabState, StateError> {
     let path = lab_dir(root, name).join(STATE_FILE);
     let file_error = |message: String| StateError::File {
         path: path.clone(),
@@ -96,7 +96,7 @@ pub fn load(root: &Path, name: &str) -> Result<LabState, StateError> {
 }
 
 /// Writes lab state atomically (write a temporary file, then rename).
-pub fn save(root: &Path, state: &LabState) -> Result<(), StateError> {
+pub(crate) fn save(root: &Path, state: &LabState) -> Result<(), StateError> {
     let dir = lab_dir(root, &state.name);
     let path = dir.join(STATE_FILE);
     let file_error = |message: String| StateError::File {

@@ -17,25 +17,27 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// The most nodes one lab may run (node indexes are 1..=NODES_MAX).
-pub const NODES_MAX: u8 = 16;
+pub(crate) const NODES_MAX: u8 = 16;
 /// The longest lab name: interface and namespace names must stay short.
-pub const NAME_BYTES_MAX: usize = 12;
+pub(crate) const NAME_BYTES_MAX: usize = 12;
 /// The prefix of every kernel object and directory name a lab creates.
-pub const PREFIX: &str = "ringkv-";
+pub(crate) const PREFIX: &str = "ringkv-";
 
 /// The ringkv client (gRPC) port every node listens on, on all of its addresses.
 pub const RINGKV_CLIENT_PORT: u16 = 7100;
+// Nothing uses this one: it stays `pub`, where an unused item is no warning, until it is
+// either passed to the nodes or removed.
 /// The ringkv gossip (UDP) port, on the bridge address.
 pub const RINGKV_GOSSIP_PORT: u16 = 7300;
 /// The ringkv admin HTTP port (/metrics, /health).
-pub const RINGKV_ADMIN_PORT: u16 = 7200;
+pub(crate) const RINGKV_ADMIN_PORT: u16 = 7200;
 /// etcd's client port.
-pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub(crate) const ETCD_CLIENT_PORT: u16 = 2379;
 /// etcd's peer (Raft) port, on the bridge address.
-pub const ETCD_PEER_PORT: u16 = 2380;
+pub(crate) const ETCD_PEER_PORT: u16 = 2380;
 
 /// Bridges in the hub namespace: `br0` joins everybody; a partition adds `br1`, `br2`, ...
-pub const BRIDGE_MAIN: &str = "br0";
+pub(crate) const BRIDGE_MAIN: &str = "br0";
 
 /// A validated lab name: 1..=12 of `[a-z0-9]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +48,7 @@ pub struct LabName(String);
 #[error("lab name {name:?} is not 1..={NAME_BYTES_MAX} characters of a-z and 0-9")]
 pub struct LabNameError {
     /// The rejected name.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 impl LabName {
@@ -63,7 +65,7 @@ impl LabName {
     }
 
     /// The name as given.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
@@ -73,7 +75,7 @@ impl LabName {
     }
 
     /// The namespace holding the bridges.
-    pub fn hub_netns(&self) -> String {
+    pub(crate) fn hub_netns(&self) -> String {
         format!("{}hub", self.netns_prefix())
     }
 
@@ -83,12 +85,12 @@ impl LabName {
     }
 
     /// Node `index`'s namespace.
-    pub fn node_netns(&self, index: u8) -> String {
+    pub(crate) fn node_netns(&self, index: u8) -> String {
         format!("{}n{index}", self.netns_prefix())
     }
 
     /// The cgroup path of the whole lab, relative to a hierarchy's root.
-    pub fn cgroup_dir(&self) -> String {
+    pub(crate) fn cgroup_dir(&self) -> String {
         format!("ringkv-lab/{}", self.0)
     }
 }
@@ -100,19 +102,19 @@ impl fmt::Display for LabName {
 }
 
 /// Node `index`'s address on the bridge network.
-pub fn bridge_ip(index: u8) -> Ipv4Addr {
+pub(crate) fn bridge_ip(index: u8) -> Ipv4Addr {
     assert!((1..=NODES_MAX).contains(&index));
     Ipv4Addr::new(10, 77, 0, index)
 }
 
 /// The client-side address of node `index`'s client link.
-pub fn client_link_ip(index: u8) -> Ipv4Addr {
+pub(crate) fn client_link_ip(index: u8) -> Ipv4Addr {
     assert!((1..=NODES_MAX).contains(&index));
     Ipv4Addr::new(10, 78, index, 1)
 }
 
 /// The node-side address of node `index`'s client link: where clients connect.
-pub fn node_link_ip(index: u8) -> Ipv4Addr {
+pub(crate) fn node_link_ip(index: u8) -> Ipv4Addr {
     assert!((1..=NODES_MAX).contains(&index));
     Ipv4Addr::new(10, 78, index, 2)
 }
@@ -123,22 +125,22 @@ pub fn node_client_address(index: u8, port: u16) -> SocketAddr {
 }
 
 /// The hub-side veth name of node `index` (its bridge port).
-pub fn hub_port(index: u8) -> String {
+pub(crate) fn hub_port(index: u8) -> String {
     format!("n{index}")
 }
 
 /// The client-side veth name of node `index`'s client link.
-pub fn client_port(index: u8) -> String {
+pub(crate) fn client_port(index: u8) -> String {
     format!("to-n{index}")
 }
 
 /// Interface names inside a node's namespace.
-pub const NODE_BRIDGE_IF: &str = "eth0";
+pub(crate) const NODE_BRIDGE_IF: &str = "eth0";
 /// The node end of its client link.
-pub const NODE_CLIENT_IF: &str = "client0";
+pub(crate) const NODE_CLIENT_IF: &str = "client0";
 
 /// Node `index`'s host name inside its UTS namespace.
-pub fn hostname(index: u8) -> String {
+pub(crate) fn hostname(index: u8) -> String {
     format!("n{index}")
 }
 

@@ -4,8 +4,8 @@
 //!
 //! Every run starts from an empty cluster (a fresh `lab up`) so runs do not inherit each
 //! other's data, and is torn down by a guard whatever happens. The driver runs on a thread
-//! inside the lab's client namespace (`client_netns.rs`); the fault schedule runs in the
-//! same runtime as the clients, so fault times and sample times share one clock.
+//! inside the lab's client namespace (`kernel/client_netns.rs`); the fault schedule runs in
+//! the same runtime as the clients, so fault times and sample times share one clock.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,15 +16,16 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
 
-use crate::client_netns::{block_on_in_netns, NetnsEnterError};
-use crate::convergence::{self, Probes};
-use crate::lab::{self, Lab, LabConfig, LabError};
-use crate::layout::{self, LabName};
-use crate::node_program::NodeProgram;
-use crate::partition::Partition;
-use crate::report::{self, ReportError};
-use crate::spec::{Fault, FaultAction, Quorum, Spec};
-use crate::workload::{self, Sample, Shared, Target};
+use crate::experiment::convergence::{self, Probes};
+use crate::experiment::report::markdown::{self, ReportError};
+use crate::experiment::report::summary::{RunResult, System};
+use crate::experiment::spec::{Fault, FaultAction, Spec};
+use crate::experiment::workload::{self, Sample, Shared, Target};
+use crate::kernel::client_netns::{block_on_in_netns, NetnsEnterError};
+use crate::lab::control::{self, Lab, LabConfig, LabError};
+use crate::lab::layout::{self, LabName};
+use crate::lab::node_program::NodeProgram;
+use crate::lab::partition::Partition;
 
 /// How long a fresh lab may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -85,50 +86,9 @@ pub enum ExperimentError {
     },
 }
 
-/// Which system a run measured.
-#[derive(Clone, Debug, PartialEq)]
-pub enum System {
-    /// ringkv with this setting.
-    Ringkv(Quorum),
-    /// etcd with this many members.
-    Etcd {
-        /// Members.
-        members: u8,
-    },
-}
-
-impl System {
-    /// `ringkv N=3 R=2 W=2` or `etcd (3 members)`.
-    pub fn label(&self) -> String {
-        match self {
-            System::Ringkv(q) => format!("ringkv {}", q.label()),
-            System::Etcd { members } => format!("etcd ({members} members)"),
-        }
-    }
-}
-
-/// What one run measured.
-#[derive(Clone, Debug)]
-pub struct RunResult {
-    /// The system and setting.
-    pub system: System,
-    /// Nodes in the run's lab.
-    pub nodes: u8,
-    /// Every recorded operation.
-    pub samples: Vec<Sample>,
-    /// Faults as applied: seconds from the start, and the action (restricted for etcd).
-    pub faults: Vec<(f64, FaultAction)>,
-    /// Per heal: seconds until replicas agreed (`None`: not within the timeout; ringkv only).
-    pub convergence: Vec<Option<f64>>,
-    /// Probe writes acknowledged per heal.
-    pub probes_acked: Vec<usize>,
-    /// Things the reader should know (skipped faults, errors applying one).
-    pub notes: Vec<String>,
-}
-
 /// Runs the experiment and writes the report; returns the results.
 pub fn run(config: &ExperimentConfig) -> Result<Vec<RunResult>, ExperimentError> {
-    lab::preflight()?;
+    control::preflight()?;
     if !config.ringkv.is_file() {
         return Err(ExperimentError::Missing {
             what: "the ringkv binary",
@@ -136,7 +96,9 @@ pub fn run(config: &ExperimentConfig) -> Result<Vec<RunResult>, ExperimentError>
         });
     }
     let spec = &config.spec;
-    let etcd = spec.etcd_members.and_then(|_| crate::netns::find_program("etcd"));
+    let etcd = spec
+        .etcd_members
+        .and_then(|_| crate::kernel::netns::find_program("etcd"));
     let total = spec.total_run_seconds(etcd.is_some());
     let bar = if config.progress {
         let bar = ProgressBar::new(total);
@@ -189,7 +151,7 @@ pub fn run(config: &ExperimentConfig) -> Result<Vec<RunResult>, ExperimentError>
         path: config.out.clone(),
         source,
     })?;
-    report::write(&config.out, &config.spec_path, spec, &results, etcd_note.as_deref())?;
+    markdown::write(&config.out, &config.spec_path, spec, &results, etcd_note.as_deref())?;
     Ok(results)
 }
 
@@ -201,7 +163,7 @@ struct DownGuard {
 
 impl Drop for DownGuard {
     fn drop(&mut self) {
-        if let Err(error) = lab::down(&self.root, &self.name) {
+        if let Err(error) = control::down(&self.root, &self.name) {
             eprintln!("ringkv-lab: removing lab {} after a run: {error}", self.name);
         }
     }
@@ -295,7 +257,7 @@ struct Drive {
     system: System,
     nodes: u8,
     client_port: u16,
-    workload: crate::spec::Workload,
+    workload: crate::experiment::spec::Workload,
     duration: Duration,
     converge_timeout: Duration,
     faults: Vec<Fault>,

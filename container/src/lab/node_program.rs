@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::etcd::EtcdSession;
-use crate::layout::{
+use crate::lab::etcd::EtcdSession;
+use crate::lab::layout::{
     bridge_ip, node_client_address, ETCD_CLIENT_PORT, ETCD_PEER_PORT, RINGKV_ADMIN_PORT, RINGKV_CLIENT_PORT,
 };
 
@@ -38,11 +38,11 @@ pub enum NodeProgram {
 #[error("the {program} cluster was not ready after {waited:?}: {last}")]
 pub struct NotReady {
     /// `ringkv` or `etcd`.
-    pub program: &'static str,
+    pub(crate) program: &'static str,
     /// How long readiness was awaited.
-    pub waited: Duration,
+    pub(crate) waited: Duration,
     /// The last thing that failed.
-    pub last: String,
+    pub(crate) last: String,
 }
 
 impl NodeProgram {
@@ -55,14 +55,14 @@ impl NodeProgram {
     }
 
     /// The binary this program needs.
-    pub fn binary(&self) -> &Path {
+    pub(crate) fn binary(&self) -> &Path {
         match self {
             NodeProgram::Ringkv { binary, .. } | NodeProgram::Etcd { binary } => binary,
         }
     }
 
     /// The port clients connect to on each node's client link.
-    pub fn client_port(&self) -> u16 {
+    pub(crate) fn client_port(&self) -> u16 {
         match self {
             NodeProgram::Ringkv { .. } => RINGKV_CLIENT_PORT,
             NodeProgram::Etcd { .. } => ETCD_CLIENT_PORT,
@@ -70,7 +70,7 @@ impl NodeProgram {
     }
 
     /// The command line of node `index` of `nodes`, with its data under `data_dir`.
-    pub fn argv(&self, index: u8, nodes: u8, data_dir: &Path) -> Vec<String> {
+    pub(crate) fn argv(&self, index: u8, nodes: u8, data_dir: &Path) -> Vec<String> {
         let data = data_dir.display().to_string();
         match self {
             NodeProgram::Ringkv { binary, replicas } => {
@@ -134,7 +134,7 @@ impl NodeProgram {
     /// Waits until every node in `up` serves requests: for ringkv, each node's status
     /// lists all `nodes` members alive; for etcd, a write through each member commits.
     /// Must run where the client links are (the client namespace).
-    pub async fn wait_ready(&self, up: &[u8], nodes: u8, timeout: Duration) -> Result<(), NotReady> {
+    pub(crate) async fn wait_ready(&self, up: &[u8], nodes: u8, timeout: Duration) -> Result<(), NotReady> {
         let started = tokio::time::Instant::now();
         let deadline = started + timeout;
         for &index in up {

@@ -85,7 +85,7 @@ pub fn run_shim(launch: &NodeLaunch, self_exe: &Path) -> Result<i32, SandboxErro
     for procs in &launch.cgroup_procs {
         std::fs::write(procs, &me).map_err(io(format!("joining cgroup {}", procs.display())))?;
     }
-    let netns_path = Path::new(crate::netns::NETNS_DIR).join(&launch.netns);
+    let netns_path = Path::new(crate::kernel::netns::NETNS_DIR).join(&launch.netns);
     let netns = File::open(&netns_path).map_err(io(format!("opening {}", netns_path.display())))?;
     setns(&netns, CloneFlags::CLONE_NEWNET).map_err(sys(format!("entering network namespace {}", launch.netns)))?;
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID)

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 /// How often replicas are compared after a heal.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(200);
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 const PROBE_ATTEMPTS: u32 = 5;
 
@@ -36,14 +36,14 @@ pub struct Probes {
 
 impl Probes {
     /// How many probe writes were acknowledged.
-    pub fn acked(&self) -> usize {
+    pub(crate) fn acked(&self) -> usize {
         self.keys.iter().map(|(_, v)| v.len()).sum()
     }
 }
 
 /// Writes `count` probe keys for fault number `fault` through one node of each side
 /// (`writers`: node endpoints, one per side), retrying each write a few times.
-pub async fn write_probes(fault: usize, count: u32, writers: &[(usize, SocketAddr)]) -> Probes {
+pub(crate) async fn write_probes(fault: usize, count: u32, writers: &[(usize, SocketAddr)]) -> Probes {
     let mut probes = Probes::default();
     let clients: Vec<(usize, Option<Client>)> = writers
         .iter()

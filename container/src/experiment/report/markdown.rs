@@ -8,10 +8,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::experiment::{RunResult, System};
-use crate::plot::{self, Line, PlotError};
-use crate::spec::Spec;
-use crate::summary::{self, Figures};
+use crate::experiment::report::plot::{self, Line, PlotError};
+use crate::experiment::report::summary::{self, Figures, RunResult, System};
+use crate::experiment::spec::Spec;
 
 /// The report could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +44,7 @@ fn seconds_list(values: &[Option<f64>]) -> String {
 }
 
 /// Writes `out/report.md` and the plots.
-pub fn write(
+pub(crate) fn write(
     out: &Path,
     spec_path: &Path,
     spec: &Spec,
@@ -293,9 +292,9 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partition::Partition;
-    use crate::spec::{FaultAction, Quorum};
-    use crate::workload::Sample;
+    use crate::experiment::spec::{FaultAction, Quorum};
+    use crate::experiment::workload::Sample;
+    use crate::lab::partition::Partition;
 
     fn run(system: System, fail_from: u32, fail_to: u32) -> RunResult {
         let samples = (0..600u32)
@@ -327,7 +326,8 @@ mod tests {
 
     #[test]
     fn writes_markdown_and_pngs() {
-        let spec = crate::spec::Spec::parse(include_str!("../experiments/partition-2-3.toml")).expect("spec");
+        let spec = crate::experiment::spec::Spec::parse(include_str!("../../../experiments/partition-2-3.toml"))
+            .expect("spec");
         let dir = tempfile::tempdir().expect("tempdir");
         let runs = vec![
             run(System::Ringkv(Quorum { n: 3, r: 1, w: 1 }), 10_000, 20_000),

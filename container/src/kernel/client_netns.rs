@@ -42,12 +42,12 @@ pub enum NetnsEnterError {
 }
 
 /// Runs `work` on a new thread inside network namespace `name` and returns its result.
-pub fn run_in_netns<T, F>(name: &str, work: F) -> Result<T, NetnsEnterError>
+pub(crate) fn run_in_netns<T, F>(name: &str, work: F) -> Result<T, NetnsEnterError>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let path = Path::new(crate::netns::NETNS_DIR).join(name);
+    let path = Path::new(crate::kernel::netns::NETNS_DIR).join(name);
     let file = File::open(&path).map_err(|source| NetnsEnterError::Open {
         name: name.to_owned(),
         source,

@@ -5,32 +5,76 @@
 //! the same numbers. Definitions (also in `docs/lab.md`): availability = successful
 //! operations / attempted ones; stale fraction = stale successful reads / successful
 //! reads; latency percentiles are over successful operations.
+//!
+//! What one run produced, [`RunResult`] (and the [`System`] it measured), is defined here
+//! too, beside the figures computed from it: the experiment driver fills it in and the
+//! report reads it, so the report never needs the driver.
 
-use crate::experiment::RunResult;
-use crate::partition::Partition;
-use crate::spec::FaultAction;
-use crate::workload::Sample;
+use crate::experiment::spec::{FaultAction, Quorum};
+use crate::experiment::workload::Sample;
+use crate::lab::partition::Partition;
+
+/// Which system a run measured.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum System {
+    /// ringkv with this setting.
+    Ringkv(Quorum),
+    /// etcd with this many members.
+    Etcd {
+        /// Members.
+        members: u8,
+    },
+}
+
+impl System {
+    /// `ringkv N=3 R=2 W=2` or `etcd (3 members)`.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            System::Ringkv(q) => format!("ringkv {}", q.label()),
+            System::Etcd { members } => format!("etcd ({members} members)"),
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// The system and setting.
+    pub(crate) system: System,
+    /// Nodes in the run's lab.
+    pub(crate) nodes: u8,
+    /// Every recorded operation.
+    pub(crate) samples: Vec<Sample>,
+    /// Faults as applied: seconds from the start, and the action (restricted for etcd).
+    pub(crate) faults: Vec<(f64, FaultAction)>,
+    /// Per heal: seconds until replicas agreed (`None`: not within the timeout; ringkv only).
+    pub(crate) convergence: Vec<Option<f64>>,
+    /// Probe writes acknowledged per heal.
+    pub(crate) probes_acked: Vec<usize>,
+    /// Things the reader should know (skipped faults, errors applying one).
+    pub(crate) notes: Vec<String>,
+}
 
 /// Seconds per time-series bucket.
-pub const BUCKET_S: f64 = 1.0;
+pub(crate) const BUCKET_S: f64 = 1.0;
 
 /// A ratio with its denominator, so "no operations" is not shown as 0 %.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Ratio {
+pub(crate) struct Ratio {
     /// Numerator.
-    pub part: u64,
+    pub(crate) part: u64,
     /// Denominator.
-    pub whole: u64,
+    pub(crate) whole: u64,
 }
 
 impl Ratio {
     /// part / whole, `None` when whole is 0.
-    pub fn value(&self) -> Option<f64> {
+    pub(crate) fn value(&self) -> Option<f64> {
         (self.whole > 0).then(|| self.part as f64 / self.whole as f64)
     }
 
     /// `97.3 %` or `n/a`.
-    pub fn percent(&self) -> String {
+    pub(crate) fn percent(&self) -> String {
         self.value()
             .map_or_else(|| "n/a".to_owned(), |v| format!("{:.1} %", v * 100.0))
     }
@@ -38,48 +82,48 @@ impl Ratio {
 
 /// One side of a partition and how its clients fared.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SideFigures {
+pub(crate) struct SideFigures {
     /// The nodes on the side.
-    pub nodes: Vec<u8>,
+    pub(crate) nodes: Vec<u8>,
     /// Reads that succeeded.
-    pub reads: Ratio,
+    pub(crate) reads: Ratio,
     /// Writes that succeeded.
-    pub writes: Ratio,
+    pub(crate) writes: Ratio,
     /// Successful reads that were stale.
-    pub stale: Ratio,
+    pub(crate) stale: Ratio,
 }
 
 /// The headline figures of one run.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// All operations.
-    pub availability: Ratio,
+    pub(crate) availability: Ratio,
     /// Reads during partitions.
-    pub partition_reads: Ratio,
+    pub(crate) partition_reads: Ratio,
     /// Writes during partitions.
-    pub partition_writes: Ratio,
+    pub(crate) partition_writes: Ratio,
     /// Per side, during the first partition.
-    pub sides: Vec<SideFigures>,
+    pub(crate) sides: Vec<SideFigures>,
     /// Median latency of successful operations, ms.
-    pub latency_p50_ms: Option<f64>,
+    pub(crate) latency_p50_ms: Option<f64>,
     /// 99th percentile, ms.
-    pub latency_p99_ms: Option<f64>,
+    pub(crate) latency_p99_ms: Option<f64>,
     /// Stale successful reads, whole run.
-    pub stale: Ratio,
+    pub(crate) stale: Ratio,
     /// During partitions.
-    pub stale_partition: Ratio,
+    pub(crate) stale_partition: Ratio,
     /// From the first heal to the end.
-    pub stale_after_heal: Ratio,
+    pub(crate) stale_after_heal: Ratio,
     /// Successful reads with more than one sibling.
-    pub reads_with_siblings: Ratio,
+    pub(crate) reads_with_siblings: Ratio,
     /// Most siblings one read returned.
-    pub siblings_max: u16,
+    pub(crate) siblings_max: u16,
     /// Per heal: seconds until every node's clients had a success again.
-    pub recovery_s: Vec<Option<f64>>,
+    pub(crate) recovery_s: Vec<Option<f64>>,
 }
 
 /// Time windows (seconds) during which a partition was in place.
-pub fn partition_windows(run: &RunResult, duration_s: f64) -> Vec<(f64, f64, Partition)> {
+pub(crate) fn partition_windows(run: &RunResult, duration_s: f64) -> Vec<(f64, f64, Partition)> {
     let mut windows = Vec::new();
     let mut open: Option<(f64, Partition)> = None;
     for (at, action) in &run.faults {
@@ -133,7 +177,7 @@ fn count(samples: &[&Sample], read: Option<bool>) -> (Ratio, Ratio) {
 }
 
 /// The headline figures of `run`, whose workload lasted `duration_s`.
-pub fn figures(run: &RunResult, duration_s: f64) -> Figures {
+pub(crate) fn figures(run: &RunResult, duration_s: f64) -> Figures {
     let all: Vec<&Sample> = run.samples.iter().collect();
     let windows = partition_windows(run, duration_s);
     let inside = |s: &&Sample| windows.iter().any(|(a, b, _)| seconds(s) >= *a && seconds(s) < *b);
@@ -229,19 +273,19 @@ fn recovery(samples: &[&Sample], heal: f64, nodes: u8) -> Option<f64> {
 /// Per-second series of a run: (bucket middle in seconds, value), buckets without data
 /// left out.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Series {
+pub(crate) struct Series {
     /// Successful / attempted operations.
-    pub success: Vec<(f64, f64)>,
+    pub(crate) success: Vec<(f64, f64)>,
     /// p99 latency of successful operations, ms.
-    pub latency_p99_ms: Vec<(f64, f64)>,
+    pub(crate) latency_p99_ms: Vec<(f64, f64)>,
     /// Stale / successful reads.
-    pub stale: Vec<(f64, f64)>,
+    pub(crate) stale: Vec<(f64, f64)>,
     /// Mean siblings per successful read.
-    pub siblings_mean: Vec<(f64, f64)>,
+    pub(crate) siblings_mean: Vec<(f64, f64)>,
 }
 
 /// The time series of `run` over `duration_s` seconds.
-pub fn series(run: &RunResult, duration_s: f64) -> Series {
+pub(crate) fn series(run: &RunResult, duration_s: f64) -> Series {
     let buckets = (duration_s / BUCKET_S).ceil().max(1.0) as usize;
     let mut by_bucket: Vec<Vec<&Sample>> = vec![Vec::new(); buckets];
     for sample in &run.samples {
@@ -275,8 +319,6 @@ pub fn series(run: &RunResult, duration_s: f64) -> Series {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::System;
-    use crate::spec::Quorum;
 
     fn sample(t_ms: u32, node: u8, read: bool, ok: bool, stale: bool) -> Sample {
         Sample {

@@ -10,7 +10,7 @@ use std::sync::Once;
 
 use plotters::prelude::*;
 
-static FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../../fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 const SIZE: (u32, u32) = (960, 440);
 
@@ -19,9 +19,9 @@ const SIZE: (u32, u32) = (960, 440);
 #[error("drawing {path}: {message}")]
 pub struct PlotError {
     /// The PNG being drawn.
-    pub path: String,
+    pub(crate) path: String,
     /// What failed.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 fn register_font() {
@@ -33,16 +33,16 @@ fn register_font() {
 }
 
 /// One named line.
-pub struct Line {
+pub(crate) struct Line {
     /// Legend text.
-    pub name: String,
+    pub(crate) name: String,
     /// (x, y) points.
-    pub points: Vec<(f64, f64)>,
+    pub(crate) points: Vec<(f64, f64)>,
 }
 
 /// Draws `lines` over `0..x_max` seconds with `y_range`, and a dashed vertical line with a
 /// label at each of `marks`.
-pub fn lines(
+pub(crate) fn lines(
     path: &Path,
     title: &str,
     y_label: &str,
@@ -114,7 +114,12 @@ pub fn lines(
 }
 
 /// Draws one bar per entry (`None` is drawn as a hatched full-height bar labelled "none").
-pub fn bars(path: &Path, title: &str, y_label: &str, entries: &[(String, Option<f64>)]) -> Result<(), PlotError> {
+pub(crate) fn bars(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    entries: &[(String, Option<f64>)],
+) -> Result<(), PlotError> {
     register_font();
     let error = |e: &dyn std::fmt::Display| PlotError {
         path: path.display().to_string(),

@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The smallest memory limit a node may get: below it a node cannot start.
-pub const MEMORY_BYTES_MIN: u64 = 32 << 20;
+pub(crate) const MEMORY_BYTES_MIN: u64 = 32 << 20;
 /// The CFS period the lab uses; quotas are fractions of it.
-pub const CPU_PERIOD_US: u64 = 100_000;
+pub(crate) const CPU_PERIOD_US: u64 = 100_000;
 /// The smallest CPU share a node may get (the kernel's minimum quota is 1 ms).
-pub const CPUS_MIN: f64 = 0.01;
+pub(crate) const CPUS_MIN: f64 = 0.01;
 const ROOT: &str = "/sys/fs/cgroup";
 
 /// The limits one node runs under.
@@ -33,7 +33,7 @@ pub struct Limits {
 
 /// Which cgroup interface the host has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum CgroupVersion {
+pub(crate) enum CgroupVersion {
     /// The unified hierarchy.
     V2,
     /// One hierarchy per controller.
@@ -93,7 +93,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
 }
 
 /// Detects the host's cgroup interface.
-pub fn detect() -> Result<CgroupVersion, CgroupError> {
+pub(crate) fn detect() -> Result<CgroupVersion, CgroupError> {
     if Path::new(ROOT).join("cgroup.controllers").exists() {
         Ok(CgroupVersion::V2)
     } else if Path::new(ROOT).join("memory").is_dir() || Path::new(ROOT).join("cpu").is_dir() {
@@ -104,7 +104,7 @@ pub fn detect() -> Result<CgroupVersion, CgroupError> {
 }
 
 /// Checks limits against the lab's bounds and the host's resources, touching nothing.
-pub fn check_limits(limits: &Limits) -> Result<(), CgroupError> {
+pub(crate) fn check_limits(limits: &Limits) -> Result<(), CgroupError> {
     if let Some(bytes) = limits.memory_bytes {
         if bytes < MEMORY_BYTES_MIN {
             return Err(CgroupError::OutOfRange(format!(
@@ -139,20 +139,20 @@ fn host_memory_bytes() -> Option<u64> {
 
 /// One node's cgroup(s): the directories created and the `cgroup.procs` files to join.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NodeGroup {
+pub(crate) struct NodeGroup {
     /// The group directories (one for v2, one per controller for v1).
-    pub dirs: Vec<PathBuf>,
+    pub(crate) dirs: Vec<PathBuf>,
 }
 
 impl NodeGroup {
     /// The files a process writes its pid to in order to join the group(s).
-    pub fn procs_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
 }
 
 /// The hierarchy roots a lab's groups live under (for `down` to sweep).
-pub fn lab_dirs(version: CgroupVersion, lab_dir: &str) -> Vec<PathBuf> {
+pub(crate) fn lab_dirs(version: CgroupVersion, lab_dir: &str) -> Vec<PathBuf> {
     match version {
         CgroupVersion::V2 => vec![Path::new(ROOT).join(lab_dir)],
         CgroupVersion::V1 => ["memory", "cpu"]
@@ -163,7 +163,12 @@ pub fn lab_dirs(version: CgroupVersion, lab_dir: &str) -> Vec<PathBuf> {
 }
 
 /// Creates node `node`'s group(s) under `lab_dir` with `limits`, and verifies them.
-pub fn create(version: CgroupVersion, lab_dir: &str, node: &str, limits: &Limits) -> Result<NodeGroup, CgroupError> {
+pub(crate) fn create(
+    version: CgroupVersion,
+    lab_dir: &str,
+    node: &str,
+    limits: &Limits,
+) -> Result<NodeGroup, CgroupError> {
     check_limits(limits)?;
     match version {
         CgroupVersion::V2 => create_v2(lab_dir, node, limits),
@@ -288,14 +293,14 @@ fn write_verified(path: &Path, value: &str, accept: impl Fn(&str) -> bool) -> Re
 }
 
 /// The pids in a group directory.
-pub fn pids(dir: &Path) -> Vec<i32> {
+pub(crate) fn pids(dir: &Path) -> Vec<i32> {
     fs::read_to_string(dir.join("cgroup.procs"))
         .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default()
 }
 
 /// Memory in use by a group, in bytes, if the host reports it.
-pub fn memory_usage_bytes(group: &NodeGroup) -> Option<u64> {
+pub(crate) fn memory_usage_bytes(group: &NodeGroup) -> Option<u64> {
     group.dirs.iter().find_map(|dir| {
         ["memory.current", "memory.usage_in_bytes"]
             .iter()
@@ -306,7 +311,7 @@ pub fn memory_usage_bytes(group: &NodeGroup) -> Option<u64> {
 
 /// Removes a lab's group tree (children first), waiting up to `wait` for processes to
 /// leave. A missing tree is not an error.
-pub fn remove_tree(dir: &Path, wait: Duration) -> Result<(), CgroupError> {
+pub(crate) fn remove_tree(dir: &Path, wait: Duration) -> Result<(), CgroupError> {
     if !dir.is_dir() {
         return Ok(());
     }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::layout::NODES_MAX;
+use crate::lab::layout::NODES_MAX;
 
 /// Groups of node indexes, each on its own side of the cut.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -90,7 +90,7 @@ impl Partition {
     }
 
     /// Checks `groups` against a lab of `nodes` nodes.
-    pub fn new(groups: Vec<Vec<u8>>, nodes: u8) -> Result<Partition, PartitionError> {
+    pub(crate) fn new(groups: Vec<Vec<u8>>, nodes: u8) -> Result<Partition, PartitionError> {
         let text = groups
             .iter()
             .map(|g| g.iter().map(u8::to_string).collect::<Vec<_>>().join(","))
@@ -125,12 +125,12 @@ impl Partition {
     }
 
     /// The listed groups.
-    pub fn groups(&self) -> &[Vec<u8>] {
+    pub(crate) fn groups(&self) -> &[Vec<u8>] {
         &self.groups
     }
 
     /// The side (0 = the main bridge, k = the k-th listed group) node `index` is on.
-    pub fn side_of(&self, index: u8) -> usize {
+    pub(crate) fn side_of(&self, index: u8) -> usize {
         self.groups
             .iter()
             .position(|g| g.contains(&index))
@@ -139,7 +139,7 @@ impl Partition {
 
     /// This partition restricted to nodes `1..=nodes` (etcd runs on fewer nodes than
     /// ringkv); `None` when nothing is cut any more.
-    pub fn restricted(&self, nodes: u8) -> Option<Partition> {
+    pub(crate) fn restricted(&self, nodes: u8) -> Option<Partition> {
         let groups: Vec<Vec<u8>> = self
             .groups
             .iter()

@@ -6,8 +6,8 @@
 //!   with the hub port `n<i>` on `br0`, and whose `client0` (10.78.i.2/30) is a veth pair
 //!   with `to-n<i>` (10.78.i.1/30) in the client namespace `ringkv-L-client`;
 //! - per node a cgroup `ringkv-lab/L/n<i>` with the memory and CPU limits;
-//! - per node a shim (`sandbox.rs`) that starts the node in fresh PID, mount and UTS
-//!   namespaces inside all of the above.
+//! - per node a shim (`kernel/sandbox.rs`) that starts the node in fresh PID, mount and
+//!   UTS namespaces inside all of the above.
 //!
 //! A partition moves hub ports onto further bridges (`br1`, ...); healing moves them back.
 //! Every input is checked before anything is created, and a failure half-way through
@@ -24,22 +24,22 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::cgroup::{self, CgroupError, CgroupVersion, Limits, NodeGroup};
-use crate::client_netns::{block_on_in_netns, NetnsEnterError};
-use crate::lab_state::{self, LabState, StateError};
-use crate::layout::{self, LabName, LabNameError, NODES_MAX};
-use crate::netns::{self, IpError};
-use crate::node_program::{NodeProgram, NotReady};
-use crate::partition::{Partition, PartitionError};
+use crate::kernel::cgroup::{self, CgroupError, CgroupVersion, Limits, NodeGroup};
+use crate::kernel::client_netns::{block_on_in_netns, NetnsEnterError};
+use crate::kernel::netns::{self, IpError};
+use crate::lab::lab_state::{self, LabState, StateError};
+use crate::lab::layout::{self, LabName, LabNameError, NODES_MAX};
+use crate::lab::node_program::{NodeProgram, NotReady};
+use crate::lab::partition::{Partition, PartitionError};
 
 /// How long `down` waits for killed processes to exit and cgroups to empty.
-pub const DOWN_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const DOWN_WAIT: Duration = Duration::from_secs(10);
 /// How long `kill` waits for a node to exit.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 /// How long `start` waits for a node's shim to report the node's pid.
 const SPAWN_WAIT: Duration = Duration::from_secs(10);
 /// The longest a caller may wait for a cluster to become ready.
-pub const READY_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+pub(crate) const READY_TIMEOUT_MAX: Duration = Duration::from_secs(300);
 /// The most bytes of a node log quoted in an error.
 const LOG_TAIL_BYTES: usize = 2000;
 
@@ -168,7 +168,7 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError 
 }
 
 /// Checks what every lab command needs: root, and `ip` on PATH.
-pub fn preflight() -> Result<(), LabError> {
+pub(crate) fn preflight() -> Result<(), LabError> {
     if !nix::unistd::Uid::effective().is_root() {
         return Err(LabError::NotRoot);
     }
@@ -335,7 +335,7 @@ impl Lab {
     }
 
     /// The lab's name.
-    pub fn name(&self) -> LabName {
+    pub(crate) fn name(&self) -> LabName {
         // The state was written from a valid LabName.
         LabName::new(&self.state.name).unwrap_or_else(|_| unreachable!("state holds a checked name"))
     }
@@ -346,7 +346,7 @@ impl Lab {
     }
 
     /// Where a client reaches node `index`.
-    pub fn endpoint(&self, index: u8) -> SocketAddr {
+    pub(crate) fn endpoint(&self, index: u8) -> SocketAddr {
         layout::node_client_address(index, self.state.program.client_port())
     }
 
@@ -369,7 +369,7 @@ impl Lab {
     }
 
     /// The node's pid if it is running.
-    pub fn node_pid(&self, index: u8) -> Option<i32> {
+    pub(crate) fn node_pid(&self, index: u8) -> Option<i32> {
         let pid: i32 = std::fs::read_to_string(self.pid_path(index))
             .ok()?
             .trim()
@@ -559,7 +559,7 @@ impl Lab {
 }
 
 /// Whether `pid` is a live process (not a zombie).
-pub fn is_running(pid: i32) -> bool {
+pub(crate) fn is_running(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };

@@ -15,11 +15,11 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 /// The largest etcd response this client reads.
-pub const RESPONSE_BYTES_MAX: usize = 1 << 20;
+pub(crate) const RESPONSE_BYTES_MAX: usize = 1 << 20;
 
 /// A failed etcd call.
 #[derive(Debug, thiserror::Error)]
-pub enum EtcdError {
+pub(crate) enum EtcdError {
     /// Connecting, sending or receiving failed.
     #[error("etcd at {address}: {message}")]
     Transport {
@@ -49,7 +49,7 @@ pub enum EtcdError {
 }
 
 /// One keep-alive connection to one etcd member; reconnects after a failure.
-pub struct EtcdSession {
+pub(crate) struct EtcdSession {
     address: SocketAddr,
     timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
@@ -57,7 +57,7 @@ pub struct EtcdSession {
 
 impl EtcdSession {
     /// A session with `address` whose calls each take at most `timeout`. Connects lazily.
-    pub fn new(address: SocketAddr, timeout: Duration) -> EtcdSession {
+    pub(crate) fn new(address: SocketAddr, timeout: Duration) -> EtcdSession {
         EtcdSession {
             address,
             timeout,
@@ -66,14 +66,14 @@ impl EtcdSession {
     }
 
     /// Writes `value` under `key`.
-    pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), EtcdError> {
+    pub(crate) async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), EtcdError> {
         let b64 = &base64::engine::general_purpose::STANDARD;
         let body = serde_json::json!({ "key": b64.encode(key), "value": b64.encode(value) });
         self.post("/v3/kv/put", body).await.map(|_| ())
     }
 
     /// Reads `key` linearizably; `None` when it is absent.
-    pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, EtcdError> {
+    pub(crate) async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, EtcdError> {
         let b64 = &base64::engine::general_purpose::STANDARD;
         let body = serde_json::json!({ "key": b64.encode(key) });
         let answer = self.post("/v3/kv/range", body).await?;

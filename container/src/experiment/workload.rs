@@ -23,17 +23,17 @@ use rand_chacha::ChaCha8Rng;
 use ringkv_client::{Client, Consistency, Context, ReadOptions, WriteOptions};
 use tokio::time::Instant;
 
-use crate::etcd::EtcdSession;
-use crate::spec::Workload;
+use crate::experiment::spec::Workload;
+use crate::lab::etcd::EtcdSession;
 
 /// The most samples one run keeps per client; past it, operations are still made but no
 /// longer recorded (the bound is far above any valid spec: 600 s at 5,000 ops/s).
-pub const SAMPLES_PER_CLIENT_MAX: usize = 3_000_000;
+pub(crate) const SAMPLES_PER_CLIENT_MAX: usize = 3_000_000;
 const SEQUENCE_DIGITS: usize = 20;
 
 /// What the clients talk to.
 #[derive(Clone, Debug)]
-pub enum Target {
+pub(crate) enum Target {
     /// ringkv with these read and write quorums.
     Ringkv {
         /// R.
@@ -47,34 +47,34 @@ pub enum Target {
 
 /// One operation as a client saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// When it was sent, in milliseconds since the run started.
-    pub t_ms: u32,
+    pub(crate) t_ms: u32,
     /// How long it took (until the answer or the error).
-    pub latency_us: u32,
+    pub(crate) latency_us: u32,
     /// The node the client talks to.
-    pub node: u8,
+    pub(crate) node: u8,
     /// A read (else a write).
-    pub read: bool,
+    pub(crate) read: bool,
     /// It succeeded.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// A successful read that missed an acknowledged write.
-    pub stale: bool,
+    pub(crate) stale: bool,
     /// Siblings a successful read returned.
-    pub siblings: u16,
+    pub(crate) siblings: u16,
 }
 
 /// State shared by the clients and the fault schedule.
-pub struct Shared {
+pub(crate) struct Shared {
     acked: Vec<AtomicU64>,
     sequence: AtomicU64,
     /// Index = node number; true while the schedule has the node killed.
-    pub down: Vec<AtomicBool>,
+    pub(crate) down: Vec<AtomicBool>,
 }
 
 impl Shared {
     /// For `keys` keys and `nodes` nodes.
-    pub fn new(keys: u32, nodes: u8) -> Arc<Shared> {
+    pub(crate) fn new(keys: u32, nodes: u8) -> Arc<Shared> {
         Arc::new(Shared {
             acked: (0..keys).map(|_| AtomicU64::new(0)).collect(),
             sequence: AtomicU64::new(0),
@@ -84,7 +84,7 @@ impl Shared {
 }
 
 /// The value of write number `sequence`: the number, zero-padded, then filler.
-pub fn encode_value(sequence: u64, value_bytes: u32) -> Bytes {
+pub(crate) fn encode_value(sequence: u64, value_bytes: u32) -> Bytes {
     let mut text = format!("{sequence:0width$}", width = SEQUENCE_DIGITS);
     let size = (value_bytes as usize).max(SEQUENCE_DIGITS);
     text.extend(std::iter::repeat_n('.', size - text.len()));
@@ -92,7 +92,7 @@ pub fn encode_value(sequence: u64, value_bytes: u32) -> Bytes {
 }
 
 /// The sequence number in a value written by [`encode_value`], if it is one.
-pub fn decode_sequence(value: &[u8]) -> Option<u64> {
+pub(crate) fn decode_sequence(value: &[u8]) -> Option<u64> {
     let digits = value.get(..SEQUENCE_DIGITS)?;
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
@@ -104,7 +104,7 @@ enum Session {
 
 /// Runs client `id` from `start` until `end`, talking to `endpoint` (node `node`).
 #[allow(clippy::too_many_arguments)]
-pub async fn run_client(
+pub(crate) async fn run_client(
     id: u32,
     node: u8,
     endpoint: SocketAddr,

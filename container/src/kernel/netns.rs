@@ -3,13 +3,13 @@
 //! The lab needs root and `ip` and nothing else, so every network change is one `ip`
 //! invocation; `ip -n NS` enters a named namespace (`/run/netns/NS`) for one command,
 //! whatever namespace the caller is in. This module knows how to run `ip` and report its
-//! failure; which objects the lab builds is `lab.rs`'s business.
+//! failure; which objects the lab builds is `lab/control.rs`'s business.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// Where `ip netns` keeps its named namespaces.
-pub const NETNS_DIR: &str = "/run/netns";
+pub(crate) const NETNS_DIR: &str = "/run/netns";
 
 /// An `ip` invocation that could not run or failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 }
 
 /// Runs `ip ARGS` and returns its stdout.
-pub fn ip(args: &[&str]) -> Result<String, IpError> {
+pub(crate) fn ip(args: &[&str]) -> Result<String, IpError> {
     let program = find_ip().ok_or(IpError::Missing)?;
     let joined = args.join(" ");
     let output = Command::new(program)
@@ -71,21 +71,21 @@ pub fn ip(args: &[&str]) -> Result<String, IpError> {
 }
 
 /// Runs `ip -n NS ARGS`.
-pub fn ip_in(netns: &str, args: &[&str]) -> Result<String, IpError> {
+pub(crate) fn ip_in(netns: &str, args: &[&str]) -> Result<String, IpError> {
     let mut full = vec!["-n", netns];
     full.extend_from_slice(args);
     ip(&full)
 }
 
 /// Creates a named network namespace with its loopback up.
-pub fn add_netns(name: &str) -> Result<(), IpError> {
+pub(crate) fn add_netns(name: &str) -> Result<(), IpError> {
     ip(&["netns", "add", name])?;
     ip_in(name, &["link", "set", "lo", "up"])?;
     Ok(())
 }
 
 /// Deletes a named namespace; a missing one is not an error (so `down` can run twice).
-pub fn delete_netns(name: &str) -> Result<(), IpError> {
+pub(crate) fn delete_netns(name: &str) -> Result<(), IpError> {
     if !netns_exists(name) {
         return Ok(());
     }
@@ -93,7 +93,7 @@ pub fn delete_netns(name: &str) -> Result<(), IpError> {
 }
 
 /// Whether the named namespace exists.
-pub fn netns_exists(name: &str) -> bool {
+pub(crate) fn netns_exists(name: &str) -> bool {
     PathBuf::from(NETNS_DIR).join(name).exists()
 }
 
@@ -112,7 +112,7 @@ pub fn list_netns(prefix: &str) -> Vec<String> {
 }
 
 /// Process ids living in the named namespace (`ip netns pids`).
-pub fn netns_pids(name: &str) -> Vec<i32> {
+pub(crate) fn netns_pids(name: &str) -> Vec<i32> {
     match ip(&["netns", "pids", name]) {
         Ok(text) => text.lines().filter_map(|l| l.trim().parse().ok()).collect(),
         Err(_) => Vec::new(),
@@ -120,7 +120,7 @@ pub fn netns_pids(name: &str) -> Vec<i32> {
 }
 
 /// Creates a veth pair: `name` in `netns`, its peer `peer` in `peer_netns`.
-pub fn add_veth(netns: &str, name: &str, peer_netns: &str, peer: &str) -> Result<(), IpError> {
+pub(crate) fn add_veth(netns: &str, name: &str, peer_netns: &str, peer: &str) -> Result<(), IpError> {
     ip_in(
         netns,
         &[
@@ -131,14 +131,14 @@ pub fn add_veth(netns: &str, name: &str, peer_netns: &str, peer: &str) -> Result
 }
 
 /// Gives `interface` in `netns` the address `cidr` and brings it up.
-pub fn address_up(netns: &str, interface: &str, cidr: &str) -> Result<(), IpError> {
+pub(crate) fn address_up(netns: &str, interface: &str, cidr: &str) -> Result<(), IpError> {
     ip_in(netns, &["addr", "add", cidr, "dev", interface])?;
     ip_in(netns, &["link", "set", interface, "up"])?;
     Ok(())
 }
 
 /// Creates bridge `name` in `netns` (if missing) and brings it up.
-pub fn ensure_bridge(netns: &str, name: &str) -> Result<(), IpError> {
+pub(crate) fn ensure_bridge(netns: &str, name: &str) -> Result<(), IpError> {
     let exists = ip_in(netns, &["link", "show", name]).is_ok();
     if !exists {
         ip_in(netns, &["link", "add", name, "type", "bridge"])?;
@@ -148,7 +148,7 @@ pub fn ensure_bridge(netns: &str, name: &str) -> Result<(), IpError> {
 }
 
 /// Deletes bridge `name` in `netns` if it exists.
-pub fn delete_link(netns: &str, name: &str) -> Result<(), IpError> {
+pub(crate) fn delete_link(netns: &str, name: &str) -> Result<(), IpError> {
     if ip_in(netns, &["link", "show", name]).is_err() {
         return Ok(());
     }
@@ -156,14 +156,14 @@ pub fn delete_link(netns: &str, name: &str) -> Result<(), IpError> {
 }
 
 /// Attaches `port` (in `netns`) to `bridge` and brings it up.
-pub fn attach(netns: &str, port: &str, bridge: &str) -> Result<(), IpError> {
+pub(crate) fn attach(netns: &str, port: &str, bridge: &str) -> Result<(), IpError> {
     ip_in(netns, &["link", "set", port, "master", bridge])?;
     ip_in(netns, &["link", "set", port, "up"])?;
     Ok(())
 }
 
 /// Bridges in `netns` whose name starts with `br`.
-pub fn bridges(netns: &str) -> Vec<String> {
+pub(crate) fn bridges(netns: &str) -> Vec<String> {
     let Ok(text) = ip_in(netns, &["-o", "link", "show", "type", "bridge"]) else {
         return Vec::new();
     };

@@ -41,5 +41,5 @@ mod store;
 pub use config::{EngineKind, NodeConfig, Seed};
 pub use inspect::Inspector;
 pub use local_cluster::LocalCluster;
-pub use membership::LocalState;
+pub use membership::{JoinError, LocalState};
 pub use server::{RunningNode, StartError, StartOptions};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ringkv_client::{ClientError, Consistency, Context, ReadOptions, WriteOptions};
 use ringkv_node::LocalState;
-use ringkv_node::{RunningNode, StartError, StartOptions};
+use ringkv_node::{JoinError, RunningNode, StartError, StartOptions};
 use ringkv_storage::{Key, Limits};
 use support::{eventually, GossipCluster};
 
@@ -375,7 +375,7 @@ async fn bad_joins_are_refused_and_the_cluster_is_unaffected() {
     let (config, listener) = GossipCluster::config(dir.path(), 10, &[closed]).await;
     let started = Instant::now();
     match start(config, listener).await {
-        Err(e @ StartError::NoSeedReachable { .. }) => println!("refused: {e}"),
+        Err(e @ StartError::Join(JoinError::NoSeedReachable { .. })) => println!("refused: {e}"),
         other => panic!("expected no seed reachable, got {:?}", other.map(|_| ())),
     }
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -384,7 +384,7 @@ async fn bad_joins_are_refused_and_the_cluster_is_unaffected() {
     let (mut config, listener) = GossipCluster::config(dir.path(), 11, &[cluster.configs[0].listen.to_string()]).await;
     config.cluster_name = "other".to_owned();
     match start(config, listener).await {
-        Err(e @ StartError::ClusterMismatch { .. }) => {
+        Err(e @ StartError::Join(JoinError::ClusterMismatch { .. })) => {
             assert!(e.to_string().contains("cluster name mismatch"), "{e}");
             println!("refused: {e}");
         }
@@ -395,7 +395,7 @@ async fn bad_joins_are_refused_and_the_cluster_is_unaffected() {
     let (mut config, listener) = GossipCluster::config(dir.path(), 12, &[cluster.configs[0].listen.to_string()]).await;
     config.node_id = cluster.configs[1].node_id.clone();
     match start(config, listener).await {
-        Err(e @ StartError::DuplicateNodeId { .. }) => println!("refused: {e}"),
+        Err(e @ StartError::Join(JoinError::DuplicateNodeId { .. })) => println!("refused: {e}"),
         other => panic!("expected a duplicate id error, got {:?}", other.map(|_| ())),
     }
 

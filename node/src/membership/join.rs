@@ -19,7 +19,7 @@ use crate::network::Network;
 
 /// Why a node could not join through its seeds.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum JoinError {
+pub enum JoinError {
     /// No seed answered.
     #[error("no seed answered within {waited:?} (tried {seeds}): {last_error}")]
     NoSeedReachable {

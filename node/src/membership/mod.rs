@@ -10,6 +10,8 @@
 
 pub(crate) mod gossip;
 pub(crate) mod join;
+
+pub use join::JoinError;
 pub(crate) mod static_list;
 
 use std::net::SocketAddr;

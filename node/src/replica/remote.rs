@@ -20,16 +20,22 @@ use tokio::time::Instant;
 use super::{GcCheck, Replica, ReplicaError};
 use crate::peers::batcher::ReplicaBatcher;
 
+/// Fails at once for a peer the failure detector believes down (the request path's
+/// operations: a quorum then moves on without waiting out a timeout).
+fn believed_up(replica: &Replica) -> Result<(), ReplicaError> {
+    if replica.core.membership.is_alive(&replica.node) {
+        return Ok(());
+    }
+    Err(ReplicaError::Down {
+        node: replica.node.clone(),
+    })
+}
+
 /// The peer's batcher, unless the peer is believed down or has no address.
 fn batcher(replica: &Replica) -> Result<ReplicaBatcher, ReplicaError> {
-    let core = &replica.core;
-    if !core.membership.is_alive(&replica.node) {
-        return Err(ReplicaError::Down {
-            node: replica.node.clone(),
-        });
-    }
+    believed_up(replica)?;
     let address = address(replica)?;
-    Ok(core.peers.batcher(&replica.node, address))
+    Ok(replica.core.peers.batcher(&replica.node, address))
 }
 
 fn address(replica: &Replica) -> Result<std::net::SocketAddr, ReplicaError> {
@@ -142,11 +148,7 @@ pub(super) async fn merge_batch(
     entries: &[(Key, KeyState)],
     deadline: Instant,
 ) -> Result<(), ReplicaError> {
-    if !replica.core.membership.is_alive(&replica.node) {
-        return Err(ReplicaError::Down {
-            node: replica.node.clone(),
-        });
-    }
+    believed_up(replica)?;
     let entries = entries
         .iter()
         .map(|(key, state)| proto::KeyStateEntry {

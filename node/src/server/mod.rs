@@ -72,40 +72,9 @@ pub enum StartError {
         /// This node's id.
         me: String,
     },
-    /// No seed answered.
-    #[error("no seed answered within {waited:?} (tried {seeds}): {last_error}")]
-    NoSeedReachable {
-        /// The seeds.
-        seeds: String,
-        /// How long the node tried.
-        waited: Duration,
-        /// The last failure.
-        last_error: String,
-    },
-    /// A seed address does not parse.
-    #[error("invalid seed address {seed:?}: {reason}")]
-    BadSeedAddress {
-        /// The seed.
-        seed: String,
-        /// Why.
-        reason: String,
-    },
-    /// A seed belongs to another cluster (or cannot be joined).
-    #[error("seed {seed} refused to be joined: {message}")]
-    ClusterMismatch {
-        /// The seed.
-        seed: String,
-        /// What it said.
-        message: String,
-    },
-    /// The node id is taken by a running member.
-    #[error("node id {id} is already used by {address}: pick another id")]
-    DuplicateNodeId {
-        /// The id.
-        id: String,
-        /// Who has it.
-        address: String,
-    },
+    /// The seeds could not be joined (none answered, another cluster, a taken id).
+    #[error(transparent)]
+    Join(#[from] JoinError),
     /// Gossip could not start.
     #[error("gossip: {0}")]
     Gossip(#[from] ringkv_gossip::GossipError),
@@ -117,25 +86,6 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-impl From<JoinError> for StartError {
-    fn from(error: JoinError) -> StartError {
-        match error {
-            JoinError::NoSeedReachable {
-                seeds,
-                waited,
-                last_error,
-            } => StartError::NoSeedReachable {
-                seeds,
-                waited,
-                last_error,
-            },
-            JoinError::BadSeedAddress { seed, reason } => StartError::BadSeedAddress { seed, reason },
-            JoinError::ClusterMismatch { seed, message } => StartError::ClusterMismatch { seed, message },
-            JoinError::DuplicateNodeId { id, address } => StartError::DuplicateNodeId { id, address },
-        }
-    }
 }
 
 /// Things a caller (tests, `ringkv dev`, the simulation) may inject instead of defaults.

@@ -525,3 +525,52 @@ async fn a_forwarded_write_whose_first_replica_is_unreachable_goes_to_the_next()
     assert_eq!(values(&read), ["forwarded past a dead replica"]);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writes_copies_land_even_when_its_client_gives_up_first() {
+    // A member that accepts connections and never answers: a copy to it stays out until
+    // the peer connection's timeout. The client's deadline is shorter, so the request is
+    // dropped while that copy is out. The copy must still end somewhere: with no node
+    // left to stand in, as a hint kept by the coordinator.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let n3 = ringkv_ring::NodeId::try_from("n3").unwrap();
+    let seed = ringkv_node::Seed {
+        id: n3.clone(),
+        address: silent.local_addr().unwrap(),
+    };
+    let cluster = TestCluster::start_with(2, 2, move |c| {
+        c.seeds.push(seed.clone());
+        c.replicas = 3;
+        // The failure detector must not see n3 as down during the test.
+        c.probe_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let client = ringkv_client::Client::builder()
+        .endpoints([cluster.address(0).to_string()])
+        .request_timeout(Duration::from_millis(100))
+        .retries(0)
+        .build()
+        .unwrap();
+    let all = WriteOptions {
+        consistency: Some(Consistency::All),
+        ..WriteOptions::default()
+    };
+    let written = client
+        .put_with("given-up-on", "must still reach n3", &Context::empty(), all)
+        .await;
+    assert!(written.is_err(), "W=3 cannot be met with n3 silent: {written:?}");
+    let coordinator = cluster.node(0).inspect();
+    eventually(Duration::from_secs(5), || {
+        let (coordinator, n3) = (coordinator.clone(), n3.clone());
+        async move {
+            let hints = coordinator.hint_counts().await.unwrap();
+            hints
+                .iter()
+                .any(|(target, count)| *target == n3 && *count == 1)
+                .then_some(())
+        }
+    })
+    .await;
+    drop(silent);
+    cluster.shutdown().await;
+}

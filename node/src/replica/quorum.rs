@@ -69,6 +69,8 @@ pub(crate) struct QuorumCall<T, E> {
     final_failure: Option<(Slot, E)>,
     /// The first failure a spare replaced, for an error message.
     first_replaced: Option<E>,
+    /// The places of the calls still out.
+    out: Vec<Slot>,
     asked: Vec<NodeId>,
     hedged: bool,
 }
@@ -88,6 +90,7 @@ impl<T: Send + 'static, E: Failure + Send + 'static> QuorumCall<T, E> {
             failures: Vec::new(),
             final_failure: None,
             first_replaced: None,
+            out: Vec::new(),
             asked: Vec::new(),
             hedged: false,
         };
@@ -101,8 +104,10 @@ impl<T: Send + 'static, E: Failure + Send + 'static> QuorumCall<T, E> {
     }
 
     fn ask(&mut self, slot: Slot) {
-        debug_assert!(!self.asked.contains(&slot.node), "{} asked twice", slot.node);
+        // Callers give disjoint first and spare lists: a node asked twice would count twice.
+        assert!(!self.asked.contains(&slot.node), "{} asked twice", slot.node);
         self.asked.push(slot.node.clone());
+        self.out.push(slot.clone());
         let call = (self.call)(&slot);
         self.in_flight.push(Box::pin(async move { (slot, call.await) }));
     }
@@ -110,6 +115,7 @@ impl<T: Send + 'static, E: Failure + Send + 'static> QuorumCall<T, E> {
     /// Takes one finished call into account: an answer, or a failure that the next spare
     /// replaces (standing in for the place the failed call had).
     fn absorb(&mut self, (slot, outcome): (Slot, Result<T, E>)) {
+        self.out.retain(|out| out.node != slot.node);
         match outcome {
             Ok(answer) => self.answers.push((slot, answer)),
             Err(failure) if !failure.replaceable() => self.final_failure = Some((slot, failure)),
@@ -162,13 +168,22 @@ impl<T: Send + 'static, E: Failure + Send + 'static> QuorumCall<T, E> {
     }
 
     /// Waits for every call still out (replacing failures with spares as before), until
-    /// `deadline`; the calls not done by then are dropped. For the background.
+    /// `deadline`; the calls not done by then are dropped, and their places reported as
+    /// unanswered. For the background.
     pub async fn finish(mut self, deadline: Instant) -> Finished<T, E> {
         let _ = self.wait_for(usize::MAX, None, deadline).await;
+        debug_assert_eq!(self.out.len(), self.in_flight.len());
         Finished {
             answers: self.answers,
             failures: self.failures,
+            unanswered: self.out,
         }
+    }
+
+    /// No more spares: failures from now on are not replaced (a read's repair collects
+    /// the answers of the replicas the read asked, and asks no others).
+    pub fn forget_spares(&mut self) {
+        self.spares.clear();
     }
 
     /// The answers so far, in the order they came.
@@ -182,6 +197,7 @@ impl<T: Send + 'static, E: Failure + Send + 'static> QuorumCall<T, E> {
     }
 
     /// Places that failed with no spare to replace them.
+    #[cfg(test)]
     pub fn failures(&self) -> &[(Slot, E)] {
         &self.failures
     }
@@ -217,6 +233,8 @@ pub(crate) struct Finished<T, E> {
     pub answers: Vec<(Slot, T)>,
     /// Places that failed for good.
     pub failures: Vec<(Slot, E)>,
+    /// Places whose call was still out at the deadline.
+    pub unanswered: Vec<Slot>,
 }
 
 #[cfg(test)]
@@ -345,5 +363,7 @@ mod tests {
         assert_eq!(call.outstanding(), 1);
         let finished = call.finish(Instant::now() + Duration::from_millis(100)).await;
         assert_eq!(finished.answers.len(), 1, "b is dropped at the finish's deadline");
+        assert_eq!(finished.unanswered.len(), 1);
+        assert_eq!(finished.unanswered[0].node, id("b"), "and reported as unanswered");
     }
 }

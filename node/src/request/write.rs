@@ -6,9 +6,10 @@
 //! (`KeyState::put_with_floor`), then sends the resulting state to the other N−1 replicas
 //! as one [`QuorumCall`] and answers once W copies (this one included) are stored. A
 //! replica that is down or fails is replaced by the next live node after the preference
-//! list, which keeps the copy as a *hint* for it (sloppy quorum). Copies still out when
-//! the client has its answer go on in the background; a replica that no stand-in could
-//! take gets a hint kept here, so the write still reaches its home.
+//! list, which keeps the copy as a *hint* for it (sloppy quorum). The copies run in a
+//! background task from the start, so they go on after the client has its answer (or
+//! has gone away); a replica that no stand-in could take gets a hint kept here, so the
+//! write still reaches its home.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use ringkv_ring::{NodeId, PreferenceList, Ring};
 use ringkv_storage::injected_bug::{self, Bug};
 use ringkv_storage::{record, Key, KeyState, VersionVector, Write};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{preference_list, Coordinator, RequestError, WriteOutcome, WriteRequest};
@@ -139,28 +141,37 @@ impl Coordinator {
                 Ok(())
             })
         });
-        let acks = copies.wait_for(needed, None, deadline).await;
-        if copies.outstanding() > 0 || !copies.failures().is_empty() {
-            let (core, key, state) = (Arc::clone(core), key.clone(), state.clone());
-            let background = core.background.clone();
-            background
-                .spawn(async move {
-                    let finished = copies.finish(copy_deadline).await;
-                    if !core.config.hinted_handoff {
-                        return;
+        // The copies run in a task of their own from the start, not in this request's
+        // future: if the request is dropped (the client hung up, or a forwarding node gave
+        // up on it), copies still out must land, and a copy nobody took must still leave
+        // a hint here. The request only waits to hear how many W-relevant copies landed.
+        let (acked, acks) = oneshot::channel();
+        let (core, key, state) = (Arc::clone(core), key.clone(), state.clone());
+        let background = core.background.clone();
+        background
+            .spawn(async move {
+                let _ = acked.send(copies.wait_for(needed, None, deadline).await);
+                let finished = copies.finish(copy_deadline).await;
+                if !core.config.hinted_handoff {
+                    return;
+                }
+                // No stand-in took these copies (or none answered in time): keep a hint
+                // here so the write still reaches its home. It does not count towards W:
+                // this node already holds a copy.
+                let lost = finished
+                    .failures
+                    .into_iter()
+                    .map(|(slot, _)| slot)
+                    .chain(finished.unanswered);
+                for slot in lost {
+                    let target = slot.stands_in_for.unwrap_or(slot.node);
+                    if let Err(e) = core.store.put_hint(target.clone(), key.clone(), state.clone()).await {
+                        tracing::error!(%target, ?key, error = %e, "could not store a hint");
                     }
-                    // No stand-in took these copies: keep a hint here so the write still
-                    // reaches its home. It does not count towards W: this node already
-                    // holds a copy.
-                    for (slot, _) in finished.failures {
-                        let target = slot.stands_in_for.unwrap_or(slot.node);
-                        if let Err(e) = core.store.put_hint(target.clone(), key.clone(), state.clone()).await {
-                            tracing::error!(%target, ?key, error = %e, "could not store a hint");
-                        }
-                    }
-                })
-                .await;
-        }
-        acks
+                }
+            })
+            .await;
+        // The task answers by the deadline; a task that died answers nothing: no acks.
+        acks.await.unwrap_or(0)
     }
 }

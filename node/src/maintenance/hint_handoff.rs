@@ -54,7 +54,11 @@ pub(crate) async fn handoff_round(core: &Arc<NodeCore>) -> Result<u64, StoreErro
     });
     let finished = call.finish(deadline).await;
     for (slot, failure) in &finished.failures {
-        tracing::debug!(target = %slot.node, error = %failure, "hint hand-off failed");
+        match failure {
+            // This node's own store failed: that is news, not a peer being away.
+            ReplicaError::Store(_) => tracing::warn!(target = %slot.node, error = %failure, "hint hand-off failed"),
+            _ => tracing::debug!(target = %slot.node, error = %failure, "hint hand-off failed"),
+        }
     }
     let delivered = finished.answers.iter().map(|(_, removed)| removed).sum();
     Ok(delivered)

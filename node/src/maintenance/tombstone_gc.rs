@@ -136,7 +136,9 @@ async fn try_purge(
     if !safe {
         return false;
     }
-    // Every replica holds exactly this tombstone and nobody holds a hint: purge.
+    // Every replica holds exactly this tombstone and nobody holds a hint: purge, with a
+    // time budget of its own.
+    let deadline = Instant::now() + core.config.request_timeout;
     let replica_count = replicas.len();
     let encoded = Bytes::from(record::encode(state));
     let (purging, purged_key, expected) = (Arc::clone(core), key.clone(), state.clone());

@@ -175,19 +175,24 @@ async fn pull_interval(
     let mut after: Option<Key> = None;
     let mut sources: VecDeque<NodeId> = sources.iter().cloned().collect();
     let mut tried: Vec<String> = Vec::new();
+    let timeout = core.config.request_timeout;
     while let Some(source) = sources.pop_front() {
-        let deadline = Instant::now() + core.config.request_timeout;
+        // Each source gets a whole request timeout (one that hangs does not use up the
+        // next one's), and the page as many as it has sources.
+        let attempts = u32::try_from(sources.len() + 1).unwrap_or(u32::MAX);
+        let page_deadline = Instant::now() + timeout.saturating_mul(attempts);
         let (asking, resume) = (Arc::clone(core), after.clone());
         let mut page = QuorumCall::start([source], sources.iter().cloned(), move |slot: &Slot| {
             let replica = Replica::new(&asking, slot.node.clone());
             let resume = resume.clone();
+            let deadline = Instant::now() + timeout;
             Box::pin(async move {
                 replica
                     .scan(first, last, resume.as_ref(), TRANSFER_PAGE_KEYS, deadline)
                     .await
             })
         });
-        page.wait_for(1, None, deadline).await;
+        page.wait_for(1, None, page_deadline).await;
         for node in page.asked() {
             if !tried.contains(&node.to_string()) {
                 tried.push(node.to_string());

@@ -188,12 +188,30 @@ pub(super) async fn scan(
         |mut c, r| async move { c.scan_range(r).await },
     )
     .await?;
+    if page.entries.len() > limit {
+        return Err(bad(
+            replica,
+            format!("{} keys for a page of {limit}", page.entries.len()),
+        ));
+    }
     let limits = &replica.core.config.limits;
-    let mut entries = Vec::with_capacity(page.entries.len());
+    let mut entries: Vec<(Key, KeyState)> = Vec::with_capacity(page.entries.len());
     for entry in page.entries {
         let key = limits.key(entry.key).map_err(|e| bad(replica, format!("key: {e}")))?;
         if entry.state.is_empty() {
             return Err(bad(replica, format!("an empty state for key {key:?}")));
+        }
+        // A page moves forward through the interval: a peer that sends keys out of order,
+        // again, or outside what was asked would keep a pull going round forever.
+        let previous = entries.last().map(|(k, _)| k).or(after);
+        if previous.is_some_and(|previous| key <= *previous) {
+            return Err(bad(replica, format!("key {key:?} is not after the one before it")));
+        }
+        if key.position() < first || key.position() > last {
+            return Err(bad(
+                replica,
+                format!("key {key:?} is outside [{first:016x}, {last:016x}]"),
+            ));
         }
         entries.push((key, decode(replica, &entry.state)?));
     }

@@ -74,6 +74,8 @@ impl Coordinator {
         // Every replica asked has answered, and they agree: nothing to repair.
         let settled = call.outstanding() == 0 && call.answers().iter().all(|(_, state)| *state == merged);
         if !settled {
+            // The repair hears from the replicas this read asked, and asks no others.
+            call.forget_spares();
             let repair = self.clone();
             core.background
                 .spawn(async move { repair.read_repair(key, call, deadline).await })

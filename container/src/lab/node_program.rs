@@ -35,14 +35,38 @@ pub enum NodeProgram {
 
 /// The cluster did not become ready.
 #[derive(Debug, thiserror::Error)]
-#[error("the {program} cluster was not ready after {waited:?}: {last}")]
+#[error("the {program} cluster was not ready after {waited:?}: node {node}: {last}")]
 pub struct NotReady {
     /// `ringkv` or `etcd`.
     pub(crate) program: &'static str,
     /// How long readiness was awaited.
     pub(crate) waited: Duration,
-    /// The last thing that failed.
-    pub(crate) last: String,
+    /// The node that was not ready.
+    pub(crate) node: u8,
+    /// Why it was not, at the last probe (boxed: errors travel by value up the lab).
+    pub(crate) last: Box<NotReadyYet>,
+}
+
+/// Why one node was not ready at a probe.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotReadyYet {
+    /// The SDK could not ask it (not listening yet, say).
+    #[error(transparent)]
+    Client(#[from] ringkv_client::ClientError),
+    /// It knows fewer members than the cluster has.
+    #[error("{known} of {nodes} members known")]
+    Members {
+        /// Members it lists.
+        known: usize,
+        /// Members the cluster has.
+        nodes: u8,
+    },
+    /// It still believes a running member down.
+    #[error("sees {0} as not alive yet")]
+    NotAlive(String),
+    /// An etcd member did not commit the probe write.
+    #[error(transparent)]
+    Etcd(#[from] super::etcd::EtcdError),
 }
 
 impl NodeProgram {
@@ -141,12 +165,13 @@ impl NodeProgram {
             loop {
                 let last = match self.probe(index, up, nodes).await {
                     Ok(()) => break,
-                    Err(error) => format!("node {index}: {error}"),
+                    Err(error) => Box::new(error),
                 };
                 if tokio::time::Instant::now() >= deadline {
                     return Err(NotReady {
                         program: self.kind(),
                         waited: started.elapsed(),
+                        node: index,
                         last,
                     });
                 }
@@ -156,7 +181,7 @@ impl NodeProgram {
         Ok(())
     }
 
-    async fn probe(&self, index: u8, up: &[u8], nodes: u8) -> Result<(), String> {
+    async fn probe(&self, index: u8, up: &[u8], nodes: u8) -> Result<(), NotReadyYet> {
         let address = node_client_address(index, self.client_port());
         match self {
             NodeProgram::Ringkv { .. } => {
@@ -164,24 +189,26 @@ impl NodeProgram {
                     .endpoints([address.to_string()])
                     .request_timeout(Duration::from_secs(1))
                     .retries(0)
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let status = client.status().await.map_err(|e| e.to_string())?;
+                    .build()?;
+                let status = client.status().await?;
                 if status.members.len() != usize::from(nodes) {
-                    return Err(format!("{} of {nodes} members known", status.members.len()));
+                    return Err(NotReadyYet::Members {
+                        known: status.members.len(),
+                        nodes,
+                    });
                 }
                 for member in &status.members {
                     let member_index: Option<u8> = member.id.strip_prefix('n').and_then(|i| i.parse().ok());
                     let expected_alive = member_index.is_some_and(|i| up.contains(&i));
                     if expected_alive && !member.alive {
-                        return Err(format!("sees {} as not alive yet", member.id));
+                        return Err(NotReadyYet::NotAlive(member.id.clone()));
                     }
                 }
                 Ok(())
             }
             NodeProgram::Etcd { .. } => {
                 let mut session = EtcdSession::new(address, Duration::from_secs(2));
-                session.put(b"ringkv-lab-ready", b"1").await.map_err(|e| e.to_string())
+                Ok(session.put(b"ringkv-lab-ready", b"1").await?)
             }
         }
     }

@@ -196,6 +196,11 @@ impl<T: Send + 'static, E: Failure + Send + 'static> QuorumCall<T, E> {
         self.in_flight.len()
     }
 
+    /// How many places failed with no spare to replace them.
+    pub fn failures_count(&self) -> usize {
+        self.failures.len()
+    }
+
     /// Places that failed with no spare to replace them.
     #[cfg(test)]
     pub fn failures(&self) -> &[(Slot, E)] {

@@ -6,10 +6,10 @@
 //! (`KeyState::put_with_floor`), then sends the resulting state to the other N−1 replicas
 //! as one [`QuorumCall`] and answers once W copies (this one included) are stored. A
 //! replica that is down or fails is replaced by the next live node after the preference
-//! list, which keeps the copy as a *hint* for it (sloppy quorum). The copies run in a
-//! background task from the start, so they go on after the client has its answer (or
-//! has gone away); a replica that no stand-in could take gets a hint kept here, so the
-//! write still reaches its home.
+//! list, which keeps the copy as a *hint* for it (sloppy quorum). Copies still out when
+//! W answered go on in the background, and so do they when the request is dropped
+//! before that ([`Copies`]); a replica that no stand-in could take gets a hint kept here,
+//! so the write still reaches its home.
 
 use std::sync::Arc;
 
@@ -17,10 +17,10 @@ use bytes::Bytes;
 use ringkv_ring::{NodeId, PreferenceList, Ring};
 use ringkv_storage::injected_bug::{self, Bug};
 use ringkv_storage::{record, Key, KeyState, VersionVector, Write};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{preference_list, Coordinator, RequestError, WriteOutcome, WriteRequest};
+use crate::node_core::NodeCore;
 use crate::replica::quorum::{QuorumCall, Slot};
 use crate::replica::{Replica, ReplicaError};
 
@@ -122,7 +122,7 @@ impl Coordinator {
         // the replica timeout.
         let copy_deadline = Instant::now() + core.config.request_timeout;
         let (copying, copied_key, copied_state) = (Arc::clone(core), key.clone(), state.clone());
-        let mut copies: QuorumCall<(), ReplicaError> = QuorumCall::start(targets, stand_ins, move |slot: &Slot| {
+        let copies: QuorumCall<(), ReplicaError> = QuorumCall::start(targets, stand_ins, move |slot: &Slot| {
             let replica = Replica::new(&copying, slot.node.clone());
             let (key, state, encoded, core) = (
                 copied_key.clone(),
@@ -141,37 +141,97 @@ impl Coordinator {
                 Ok(())
             })
         });
-        // The copies run in a task of their own from the start, not in this request's
-        // future: if the request is dropped (the client hung up, or a forwarding node gave
-        // up on it), copies still out must land, and a copy nobody took must still leave
-        // a hint here. The request only waits to hear how many W-relevant copies landed.
-        let (acked, acks) = oneshot::channel();
-        let (core, key, state) = (Arc::clone(core), key.clone(), state.clone());
-        let background = core.background.clone();
-        background
-            .spawn(async move {
-                let _ = acked.send(copies.wait_for(needed, None, deadline).await);
-                let finished = copies.finish(copy_deadline).await;
-                if !core.config.hinted_handoff {
-                    return;
+        let mut copies = Copies {
+            call: Some(copies),
+            core: Arc::clone(core),
+            key: key.clone(),
+            state: state.clone(),
+            copy_deadline,
+        };
+        let acks = copies.wait_for(needed, deadline).await;
+        copies.finish_in_background().await;
+        acks
+    }
+}
+
+/// A write's copies to the other replicas, polled by the request until W answered, then
+/// finished in the background. If the request is dropped first (the client hung up, or a
+/// forwarding node gave up on it), dropping this hands the copies still out to the
+/// background: they must land, and a copy nobody took must still leave a hint here.
+struct Copies {
+    call: Option<QuorumCall<(), ReplicaError>>,
+    core: Arc<NodeCore>,
+    key: Key,
+    state: KeyState,
+    copy_deadline: Instant,
+}
+
+impl Copies {
+    async fn wait_for(&mut self, needed: usize, deadline: Instant) -> usize {
+        match self.call.as_mut() {
+            Some(call) => call.wait_for(needed, None, deadline).await,
+            None => 0,
+        }
+    }
+
+    /// Finishes the copies still out (and keeps hints for the ones nobody took) in the
+    /// node's background pool, waiting for room there first. The copies stay here while
+    /// it waits, so a request dropped meanwhile still hands them over (see `Drop`).
+    async fn finish_in_background(mut self) {
+        let done = self
+            .call
+            .as_ref()
+            .is_none_or(|call| call.outstanding() == 0 && call.failures_count() == 0);
+        if done {
+            self.call = None;
+            return;
+        }
+        let room = self.core.background.room().await;
+        if let Some(work) = self.finishing() {
+            room.spawn(work);
+        }
+    }
+
+    /// The work that finishes the copies, if any is left.
+    fn finishing(&mut self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let call = self.call.take()?;
+        if call.outstanding() == 0 && call.failures_count() == 0 {
+            return None;
+        }
+        let (core, key, state, copy_deadline) = (
+            Arc::clone(&self.core),
+            self.key.clone(),
+            self.state.clone(),
+            self.copy_deadline,
+        );
+        Some(async move {
+            let finished = call.finish(copy_deadline).await;
+            if !core.config.hinted_handoff {
+                return;
+            }
+            // No stand-in took these copies (or none answered in time): keep a hint here
+            // so the write still reaches its home. It does not count towards W: this node
+            // already holds a copy.
+            let lost = finished
+                .failures
+                .into_iter()
+                .map(|(slot, _)| slot)
+                .chain(finished.unanswered);
+            for slot in lost {
+                let target = slot.stands_in_for.unwrap_or(slot.node);
+                if let Err(e) = core.store.put_hint(target.clone(), key.clone(), state.clone()).await {
+                    tracing::error!(%target, ?key, error = %e, "could not store a hint");
                 }
-                // No stand-in took these copies (or none answered in time): keep a hint
-                // here so the write still reaches its home. It does not count towards W:
-                // this node already holds a copy.
-                let lost = finished
-                    .failures
-                    .into_iter()
-                    .map(|(slot, _)| slot)
-                    .chain(finished.unanswered);
-                for slot in lost {
-                    let target = slot.stands_in_for.unwrap_or(slot.node);
-                    if let Err(e) = core.store.put_hint(target.clone(), key.clone(), state.clone()).await {
-                        tracing::error!(%target, ?key, error = %e, "could not store a hint");
-                    }
-                }
-            })
-            .await;
-        // The task answers by the deadline; a task that died answers nothing: no acks.
-        acks.await.unwrap_or(0)
+            }
+        })
+    }
+}
+
+impl Drop for Copies {
+    fn drop(&mut self) {
+        // Only when the request was dropped mid-wait: the normal path took the call.
+        if let Some(work) = self.finishing() {
+            self.core.background.spawn_detached(work);
+        }
     }
 }

@@ -127,7 +127,7 @@ async fn exchange_traffic_follows_the_difference() {
             .await
             .unwrap();
     }
-    let n2 = cluster.configs[1].node_id.clone();
+    let n2 = cluster.configs()[1].node_id.clone();
     let stats = cluster.node(0).inspect().exchange_with(&n2).await.unwrap();
     let ratio = stats.bytes as f64 / data_bytes as f64;
     println!(

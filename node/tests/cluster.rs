@@ -65,7 +65,7 @@ async fn sloppy_quorum_hint_is_delivered_after_the_replica_returns() {
     let pref = ring.preference_list(key_position(key.as_bytes()), 3);
     let down = cluster.index_of(&pref.nodes()[1]);
     let coordinator = cluster.index_of(&pref.nodes()[0]);
-    let stand_in = (0..4).find(|i| !pref.contains(&cluster.configs[*i].node_id)).unwrap();
+    let stand_in = (0..4).find(|i| !pref.contains(&cluster.configs()[*i].node_id)).unwrap();
     cluster.stop(down).await;
 
     let all = WriteOptions {
@@ -82,12 +82,12 @@ async fn sloppy_quorum_hint_is_delivered_after_the_replica_returns() {
     let hints = cluster.node(stand_in).inspect().hint_counts().await.unwrap();
     assert_eq!(
         hints,
-        vec![(cluster.configs[down].node_id.clone(), 1)],
+        vec![(cluster.configs()[down].node_id.clone(), 1)],
         "hint on the stand-in"
     );
 
     cluster.restart(down).await;
-    let down_id = cluster.configs[down].node_id.clone();
+    let down_id = cluster.configs()[down].node_id.clone();
     eventually(Duration::from_secs(10), || {
         let store = cluster.node(stand_in).inspect();
         async move { store.hint_counts().await.unwrap().is_empty().then_some(()) }
@@ -103,7 +103,7 @@ async fn sloppy_quorum_hint_is_delivered_after_the_replica_returns() {
         .expect("the restarted replica holds the value");
     let value = held.visible(u64::MAX / 2).next().and_then(|s| s.value().cloned());
     assert_eq!(value, Some(Bytes::from("written while a replica was down")));
-    assert_eq!(down_id, cluster.configs[down].node_id);
+    assert_eq!(down_id, cluster.configs()[down].node_id);
     cluster.shutdown().await;
 }
 
@@ -440,7 +440,7 @@ async fn a_read_asks_r_replicas_and_replaces_one_that_is_down() {
 /// A key whose preference list (N=3 of 4 nodes) leaves out node `outsider`.
 fn key_not_on(cluster: &TestCluster, outsider: usize) -> String {
     let ring = cluster.node(0).inspect().ring();
-    let id = cluster.configs[outsider].node_id.clone();
+    let id = cluster.configs()[outsider].node_id.clone();
     (0..1000)
         .map(|i| format!("forwarded-{i}"))
         .find(|k| !ring.preference_list(key_position(k.as_bytes()), 3).contains(&id))
@@ -461,7 +461,7 @@ async fn a_replicas_refusal_of_a_forwarded_write_is_the_answer_and_no_other_repl
     cluster.stop(down).await;
     eventually(Duration::from_secs(5), || {
         let view = cluster.node(0).inspect();
-        let id = cluster.configs[down].node_id.clone();
+        let id = cluster.configs()[down].node_id.clone();
         async move { (!view.is_alive(&id)).then_some(()) }
     })
     .await;

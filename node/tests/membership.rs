@@ -210,7 +210,7 @@ async fn a_sixth_node_joins_under_load_and_takes_its_share() {
 async fn a_node_leaves_under_load_without_losing_writes() {
     let mut cluster = GossipCluster::start(5).await;
     let loaded = load(&cluster, "loaded", 1_000).await;
-    let endpoints: Vec<String> = (0..4).map(|i| cluster.configs[i].listen.to_string()).collect();
+    let endpoints: Vec<String> = (0..4).map(|i| cluster.configs()[i].listen.to_string()).collect();
     let traffic = Load::start(&cluster, endpoints, loaded.clone());
     let started = Instant::now();
     let leaving = cluster.client_for(4).leave().await.unwrap();
@@ -242,7 +242,7 @@ async fn a_killed_node_is_removed_and_its_data_re_replicated() {
     let loaded = load(&cluster, "loaded", 1_000).await;
     cluster.stop(4).await;
     eventually(Duration::from_secs(30), || async {
-        (!cluster.node(0).inspect().is_alive(&cluster.configs[4].node_id)).then_some(())
+        (!cluster.node(0).inspect().is_alive(&cluster.configs()[4].node_id)).then_some(())
     })
     .await;
     let client = cluster.client_for(0);
@@ -279,7 +279,7 @@ async fn a_killed_node_is_removed_and_its_data_re_replicated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_detector_marks_stopped_and_silent_nodes_down() {
     let mut cluster = GossipCluster::start(4).await;
-    let n3 = cluster.configs[2].node_id.clone();
+    let n3 = cluster.configs()[2].node_id.clone();
     let generation_before = generation_seen_by(&cluster, 0, &n3);
 
     cluster.stop(2).await;
@@ -311,7 +311,7 @@ async fn failure_detector_marks_stopped_and_silent_nodes_down() {
     assert!(generation_after > generation_before);
 
     // A node whose gossip stops while its process (and gRPC) lives is treated the same.
-    let n2 = cluster.configs[1].node_id.clone();
+    let n2 = cluster.configs()[1].node_id.clone();
     cluster.node(1).stop_gossip().await;
     let started = Instant::now();
     eventually(Duration::from_secs(30), || async {
@@ -381,7 +381,8 @@ async fn bad_joins_are_refused_and_the_cluster_is_unaffected() {
     assert!(started.elapsed() < Duration::from_secs(10));
 
     // A seed of another cluster.
-    let (mut config, listener) = GossipCluster::config(dir.path(), 11, &[cluster.configs[0].listen.to_string()]).await;
+    let (mut config, listener) =
+        GossipCluster::config(dir.path(), 11, &[cluster.configs()[0].listen.to_string()]).await;
     config.cluster_name = "other".to_owned();
     match start(config, listener).await {
         Err(e @ StartError::Join(JoinError::ClusterMismatch { .. })) => {
@@ -392,8 +393,9 @@ async fn bad_joins_are_refused_and_the_cluster_is_unaffected() {
     }
 
     // A node id a running member already uses.
-    let (mut config, listener) = GossipCluster::config(dir.path(), 12, &[cluster.configs[0].listen.to_string()]).await;
-    config.node_id = cluster.configs[1].node_id.clone();
+    let (mut config, listener) =
+        GossipCluster::config(dir.path(), 12, &[cluster.configs()[0].listen.to_string()]).await;
+    config.node_id = cluster.configs()[1].node_id.clone();
     match start(config, listener).await {
         Err(e @ StartError::Join(JoinError::DuplicateNodeId { .. })) => println!("refused: {e}"),
         other => panic!("expected a duplicate id error, got {:?}", other.map(|_| ())),

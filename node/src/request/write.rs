@@ -178,11 +178,7 @@ impl Copies {
     /// node's background pool, waiting for room there first. The copies stay here while
     /// it waits, so a request dropped meanwhile still hands them over (see `Drop`).
     async fn finish_in_background(mut self) {
-        let done = self
-            .call
-            .as_ref()
-            .is_none_or(|call| call.outstanding() == 0 && call.failures_count() == 0);
-        if done {
+        if !self.has_work() {
             self.call = None;
             return;
         }
@@ -192,12 +188,19 @@ impl Copies {
         }
     }
 
+    /// Whether copies are still out, or failed and need a hint.
+    fn has_work(&self) -> bool {
+        self.call
+            .as_ref()
+            .is_some_and(|call| call.outstanding() > 0 || call.failures_count() > 0)
+    }
+
     /// The work that finishes the copies, if any is left.
     fn finishing(&mut self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-        let call = self.call.take()?;
-        if call.outstanding() == 0 && call.failures_count() == 0 {
+        if !self.has_work() {
             return None;
         }
+        let call = self.call.take()?;
         let (core, key, state, copy_deadline) = (
             Arc::clone(&self.core),
             self.key.clone(),

@@ -16,8 +16,6 @@ use tokio::time::Instant;
 /// A cluster with a static member list.
 pub struct TestCluster {
     cluster: LocalCluster,
-    /// Every node's configuration.
-    pub configs: Vec<NodeConfig>,
 }
 
 impl Deref for TestCluster {
@@ -58,8 +56,7 @@ impl TestCluster {
             .start()
             .await
             .unwrap();
-        let configs = cluster.configs().to_vec();
-        TestCluster { cluster, configs }
+        TestCluster { cluster }
     }
 
     pub fn index_of(&self, id: &NodeId) -> usize {
@@ -112,8 +109,6 @@ fn fast_gossip(config: &mut NodeConfig) {
 /// join through it.
 pub struct GossipCluster {
     cluster: LocalCluster,
-    /// Every node's configuration.
-    pub configs: Vec<NodeConfig>,
 }
 
 impl Deref for GossipCluster {
@@ -157,17 +152,14 @@ impl GossipCluster {
             .start()
             .await
             .unwrap();
-        let configs = cluster.configs().to_vec();
-        let cluster = GossipCluster { cluster, configs };
+        let cluster = GossipCluster { cluster };
         cluster.wait_for_ring(count).await;
         cluster
     }
 
     /// Starts one more member joining through node 0; returns its index.
     pub async fn add(&mut self) -> usize {
-        let i = self.cluster.add().await.unwrap();
-        self.configs = self.cluster.configs().to_vec();
-        i
+        self.cluster.add().await.unwrap()
     }
 
     /// Waits until every running node's ring has `members` members and reports itself up.
@@ -208,7 +200,7 @@ impl GossipCluster {
     }
 
     pub fn client_for(&self, i: usize) -> Client {
-        single_endpoint_client(self.configs[i].listen)
+        single_endpoint_client(self.configs()[i].listen)
     }
 
     pub async fn restart(&mut self, i: usize) {

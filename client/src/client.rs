@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use tokio::time::Instant;
 use tonic::transport::Uri;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, ConnectionTimeouts, Dialer, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
 use crate::options::{check_timeout, consistency_to_proto, timeout_to_proto, ttl_to_proto};
 use crate::proto::kv_client::KvClient;
 use crate::received::detach;
@@ -391,6 +391,17 @@ pub struct ClientBuilder {
     retries: u32,
     backoff: Backoff,
     jitter_seed: Option<u64>,
+    dialer: Option<DialerFactory>,
+}
+
+/// Makes the [`Dialer`] of one endpoint (see [`ClientBuilder::dialer`]).
+#[derive(Clone)]
+struct DialerFactory(Arc<dyn Fn(&str) -> Box<dyn Dialer> + Send + Sync>);
+
+impl std::fmt::Debug for DialerFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DialerFactory")
+    }
 }
 
 impl Default for ClientBuilder {
@@ -405,6 +416,7 @@ impl Default for ClientBuilder {
                 max: BACKOFF_MAX_DEFAULT,
             },
             jitter_seed: None,
+            dialer: None,
         }
     }
 }
@@ -452,6 +464,15 @@ impl ClientBuilder {
     /// Without a seed, it is drawn from the operating system.
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.jitter_seed = Some(seed);
+        self
+    }
+
+    /// How connections are opened: `make(address)` returns the [`Dialer`] for the endpoint
+    /// `address` (`host:port`), called once per endpoint. By default the client dials TCP.
+    /// A deterministic simulation passes its own network here, so the real SDK (its
+    /// retries, failover and backoff) runs over simulated links.
+    pub fn dialer(mut self, make: impl Fn(&str) -> Box<dyn Dialer> + Send + Sync + 'static) -> Self {
+        self.dialer = Some(DialerFactory(Arc::new(make)));
         self
     }
 
@@ -520,9 +541,21 @@ impl ClientBuilder {
             .zip(endpoints)
             .map(|(address, origin)| {
                 let authority = origin.authority().map_or_else(String::new, |a| a.as_str().to_owned());
+                let connection = match &self.dialer {
+                    Some(DialerFactory(make)) => {
+                        let timeouts = ConnectionTimeouts {
+                            connect: self.connect_timeout,
+                            keep_alive_interval: KEEP_ALIVE_INTERVAL,
+                            keep_alive: KEEP_ALIVE_TIMEOUT,
+                        };
+                        let dialer = make(&authority);
+                        Connection::with_dialer(authority, dialer, timeouts)
+                    }
+                    None => Connection::lazy(authority, self.connect_timeout),
+                };
                 Node {
                     address,
-                    connection: Connection::lazy(authority, self.connect_timeout),
+                    connection,
                     origin,
                 }
             })

@@ -61,6 +61,12 @@ pub trait Dialer: Send + Sync + 'static {
     fn dial(&self) -> Dialing;
 }
 
+impl Dialer for Box<dyn Dialer> {
+    fn dial(&self) -> Dialing {
+        self.as_ref().dial()
+    }
+}
+
 /// Dials `host:port` over TCP with `TCP_NODELAY` (the SDK's dialer, and a node's on a
 /// real network).
 pub struct TcpDialer {

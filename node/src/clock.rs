@@ -18,6 +18,9 @@ pub struct NodeClock {
     start: Instant,
     /// A step applied to the wall clock (NTP stepping it, or a simulated clock jump).
     jump_ms: AtomicI64,
+    /// How fast this clock runs against tokio's, in parts per million (an oscillator's
+    /// drift: a simulation skews nodes' clocks apart with it; 0 on a real node).
+    drift_ppm: i32,
     hlc: std::sync::Mutex<HlcClock>,
 }
 
@@ -33,17 +36,26 @@ impl NodeClock {
 
     /// A clock that reads `start_wall_ms` now (simulation, tests).
     pub fn starting_at(start_wall_ms: u64) -> NodeClock {
+        NodeClock::drifting(start_wall_ms, 0)
+    }
+
+    /// A clock that reads `start_wall_ms` now and gains `drift_ppm` microseconds per
+    /// second (loses, when negative): skew that grows, as between real oscillators.
+    pub fn drifting(start_wall_ms: u64, drift_ppm: i32) -> NodeClock {
         NodeClock {
             start_wall_ms,
             start: Instant::now(),
             jump_ms: AtomicI64::new(0),
+            drift_ppm,
             hlc: std::sync::Mutex::new(HlcClock::new()),
         }
     }
 
     /// Wall-clock milliseconds since the Unix epoch.
     pub fn wall_ms(&self) -> u64 {
-        let read = self.start_wall_ms + self.start.elapsed().as_millis() as u64;
+        let elapsed_ms = self.start.elapsed().as_millis() as u64;
+        let drift_ms = (i128::from(elapsed_ms) * i128::from(self.drift_ppm) / 1_000_000) as i64;
+        let read = self.start_wall_ms.saturating_add(elapsed_ms).saturating_add_signed(drift_ms);
         read.saturating_add_signed(self.jump_ms.load(Ordering::Relaxed))
     }
 

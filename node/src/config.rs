@@ -112,6 +112,9 @@ pub struct NodeConfig {
     pub gossip_listen: Option<SocketAddr>,
     /// Time between gossip rounds.
     pub gossip_interval: Duration,
+    /// How long gossip keeps a member it has seen dead before forgetting it (chitchat's
+    /// dead-node grace period; an hour by default).
+    pub gossip_dead_grace: Duration,
     /// How long a joining node tries to reach its seeds.
     pub join_timeout: Duration,
     /// Virtual nodes this node places on the ring (its weight).
@@ -224,6 +227,7 @@ impl NodeConfig {
             join: Vec::new(),
             gossip_listen: None,
             gossip_interval: Duration::from_millis(200),
+            gossip_dead_grace: ringkv_gossip::DEAD_NODE_GRACE_PERIOD_DEFAULT,
             join_timeout: Duration::from_secs(10),
             vnodes: VNODES_DEFAULT,
             zone: None,

@@ -5,20 +5,24 @@
 //! covered by context `c`" means `c` contains `w`'s dot. A context can only cover a write
 //! that some read (or the final state) showed, so an unknown dot is never covered.
 //!
-//! The four properties (docs/simulation.md):
-//! - **no lost write**: an acknowledged put is in the final state, or some write's
-//!   context covers it (it was overwritten or deleted on purpose);
-//! - **convergence**: after healing, every replica of a key holds the same siblings;
+//! The properties (docs/simulation.md):
+//! - **no lost write**: an acknowledged put is in the final state, or a write known to
+//!   have taken effect covers it (it was overwritten or deleted on purpose);
+//! - **convergence**: after healing, every replica of a key holds the same whole state
+//!   (siblings, tombstones and clock), and every member has the same ring;
 //! - **exact siblings**: every final sibling was written by a client (no phantom) and no
 //!   acknowledged write's context covers it (no resurrection);
 //! - **fresh reads**: when R+W>N and no fault touched the interval from a write's start to
 //!   a read's end, the read reflects the acknowledged write (shows it or covers it) and
-//!   shows nothing an acknowledged delete covered.
+//!   shows nothing an acknowledged delete covered;
+//! - **unique dots**: no dot ever names two different writes, and no context covers a
+//!   write that began after the read that returned the context ended;
+//! - **expiry**: no read shows a value after its TTL ran out, allowing for clock skew.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use ringkv_storage::{ActorId, Dot, VersionVector};
+use ringkv_storage::{ActorId, Dot, KeyState, VersionVector};
 
 use crate::history::{Op, OpKind, Outcome, SeenSibling};
 
@@ -35,20 +39,37 @@ pub enum ViolationKind {
     Resurrection,
     /// A read at R+W>N in a quiet window missed an acknowledged write or delete.
     StaleRead,
+    /// One dot named two different writes.
+    ReusedDot,
+    /// A write's context covered a write that began after the context was read.
+    FutureContext,
+    /// A read showed a value whose TTL had run out.
+    ExpiredRead,
+    /// Members disagree on the ring after gossip settled.
+    RingSplit,
     /// The simulation itself failed (a host's software returned an error).
     SimulationError,
 }
 
 impl ViolationKind {
     /// Every kind, in report order.
-    pub const ALL: [ViolationKind; 6] = [
+    pub const ALL: [ViolationKind; 10] = [
         ViolationKind::LostWrite,
         ViolationKind::Divergence,
         ViolationKind::Phantom,
         ViolationKind::Resurrection,
         ViolationKind::StaleRead,
+        ViolationKind::ReusedDot,
+        ViolationKind::FutureContext,
+        ViolationKind::ExpiredRead,
+        ViolationKind::RingSplit,
         ViolationKind::SimulationError,
     ];
+
+    /// The kind a name (as printed) stands for.
+    pub fn from_name(name: &str) -> Option<ViolationKind> {
+        ViolationKind::ALL.into_iter().find(|k| k.to_string() == name)
+    }
 }
 
 impl fmt::Display for ViolationKind {
@@ -59,6 +80,10 @@ impl fmt::Display for ViolationKind {
             ViolationKind::Phantom => "phantom",
             ViolationKind::Resurrection => "resurrection",
             ViolationKind::StaleRead => "stale-read",
+            ViolationKind::ReusedDot => "reused-dot",
+            ViolationKind::FutureContext => "future-context",
+            ViolationKind::ExpiredRead => "expired-read",
+            ViolationKind::RingSplit => "ring-split",
             ViolationKind::SimulationError => "simulation-error",
         };
         f.write_str(name)
@@ -80,18 +105,30 @@ impl fmt::Display for Violation {
     }
 }
 
-/// The final state of one key: each replica's live siblings.
+/// The final state of one key: each replica's live siblings and whole state.
 #[derive(Debug, Clone, Default)]
 pub struct FinalKey {
     /// `(node index, sorted live siblings)` for each replica of the key.
     pub replicas: Vec<(usize, Vec<SeenSibling>)>,
+    /// `(node index, whole stored state)` for each replica (`None`: no record).
+    pub states: Vec<(usize, Option<KeyState>)>,
 }
 
 impl FinalKey {
-    /// Whether every replica holds the same siblings.
+    /// Whether every replica holds the same whole state.
     pub fn agrees(&self) -> bool {
-        self.replicas.windows(2).all(|pair| pair[0].1 == pair[1].1)
+        self.states.windows(2).all(|pair| pair[0].1 == pair[1].1)
+            && self.replicas.windows(2).all(|pair| pair[0].1 == pair[1].1)
     }
+}
+
+/// What a member believes the ring is, at the end of the run.
+#[derive(Debug, Clone)]
+pub struct MemberRing {
+    /// The member (node index).
+    pub node: usize,
+    /// The ids of the ring's members, sorted.
+    pub members: Vec<String>,
 }
 
 /// Everything the checkers look at.
@@ -104,43 +141,113 @@ pub struct Evidence<'a> {
     pub unquiet: &'a [(u64, u64)],
     /// The replication factor.
     pub replicas: u8,
+    /// Each running member's ring after the run, and the members it should hold.
+    pub rings: &'a [MemberRing],
+    /// The ids of the members the ring should hold at the end, sorted.
+    pub expected_members: &'a [String],
+    /// Whether acknowledged writes survive a power loss (synced durability).
+    pub synced: bool,
+    /// Power losses, as `(node, simulated ms)`.
+    pub power_losses: &'a [(usize, u64)],
+    /// How long a buffered write may stay in the page cache, in ms.
+    pub write_back_ms: u64,
+    /// The largest clock difference between nodes at a given simulated ms.
+    pub skew_bound_ms: &'a dyn Fn(u64) -> u64,
 }
 
-/// Dots of every value ever seen, and decoded contexts.
+/// Dots of every value ever seen, and the write each dot names.
 struct Causality {
-    dots: BTreeMap<String, Dot>,
+    /// Value -> every dot it was seen under (an SDK retry may store a value twice).
+    dots: BTreeMap<String, Vec<Dot>>,
+    /// (key, dot) -> what it named (a value, or `None` for a tombstone), where first
+    /// seen. A dot is an actor's counter for one key, so it is unique per key.
+    named: BTreeMap<(usize, Dot), (Option<String>, String)>,
+    reused: Vec<Violation>,
 }
 
 impl Causality {
     fn learn(ops: &[Op], finals: &BTreeMap<usize, FinalKey>) -> Causality {
-        let mut dots = BTreeMap::new();
-        let mut add = |s: &SeenSibling| {
-            if let Some(dot) = parse_dot(&s.dot) {
-                dots.insert(s.value.clone(), dot);
-            }
+        let mut causality = Causality {
+            dots: BTreeMap::new(),
+            named: BTreeMap::new(),
+            reused: Vec::new(),
         };
         for op in ops {
             if let Outcome::Read { siblings, .. } = &op.outcome {
-                siblings.iter().for_each(&mut add);
+                for s in siblings {
+                    let place = format!("a read of k{} by c{} at {} ms", op.key, op.client, op.completed_ms);
+                    causality.see(op.key, &s.dot, Some(&s.value), &place);
+                }
             }
         }
-        for key in finals.values() {
-            for (_, siblings) in &key.replicas {
-                siblings.iter().for_each(&mut add);
+        for (key, state) in finals {
+            for (node, stored) in &state.states {
+                for sibling in stored.iter().flat_map(|s| s.siblings()) {
+                    // An expired value becomes a tombstone under the same dot; what it
+                    // held is gone, so it names nothing to compare.
+                    if sibling.is_tombstone() && sibling.expires_at_ms().is_some() {
+                        continue;
+                    }
+                    let value = sibling.value().map(|v| String::from_utf8_lossy(v).into_owned());
+                    let place = format!("the final state of k{key} on n{}", node + 1);
+                    causality.see(*key, &sibling.dot().to_string(), value.as_deref(), &place);
+                }
             }
         }
-        Causality { dots }
+        causality
     }
 
-    /// Whether `context` covers the write of `value`.
+    fn see(&mut self, key: usize, dot_text: &str, value: Option<&str>, place: &str) {
+        let Some(dot) = parse_dot(dot_text) else { return };
+        if let Some(value) = value {
+            let dots = self.dots.entry(value.to_owned()).or_default();
+            if !dots.contains(&dot) {
+                dots.push(dot);
+            }
+        }
+        match self.named.get(&(key, dot)) {
+            None => {
+                self.named.insert((key, dot), (value.map(str::to_owned), place.to_owned()));
+            }
+            Some((named, first)) if named.as_deref() != value => {
+                let show = |v: Option<&str>| v.map_or_else(|| "a delete".to_owned(), |v| v.to_owned());
+                let detail = format!(
+                    "k{key}: dot {dot_text} names {} in {first} and {} in {place}",
+                    show(named.as_deref()),
+                    show(value)
+                );
+                if !self.reused.iter().any(|v| v.detail.starts_with(&format!("k{key}: dot {dot_text} "))) {
+                    self.reused.push(Violation {
+                        kind: ViolationKind::ReusedDot,
+                        detail,
+                    });
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Whether `context` covers the write of `value`: every dot it was seen under.
     fn covers(&self, context: &[u8], value: &str) -> bool {
         if context.is_empty() {
             return false;
         }
-        let (Some(dot), Ok(vv)) = (self.dots.get(value), VersionVector::decode(context)) else {
+        let (Some(dots), Ok(vv)) = (self.dots.get(value), VersionVector::decode(context)) else {
             return false;
         };
-        vv.contains(*dot)
+        !dots.is_empty() && dots.iter().all(|d| vv.contains(*d))
+    }
+
+    /// Whether `context` covers any dot `value` was seen under.
+    fn covers_any(&self, context: &[u8], value: &str) -> bool {
+        let (Some(dots), Ok(vv)) = (self.dots.get(value), VersionVector::decode(context)) else {
+            return false;
+        };
+        dots.iter().any(|d| vv.contains(*d))
+    }
+
+    fn seen(&self, value: &str) -> bool {
+        self.dots.contains_key(value)
     }
 }
 
@@ -151,14 +258,41 @@ fn parse_dot(text: &str) -> Option<Dot> {
     Some(Dot::new(ActorId::new(actor), counter))
 }
 
+/// The checks that need no history, only the cluster's final state: no dot names two
+/// writes, every replica of a key holds the same whole state, every member has the same
+/// ring. What a directed scenario (`crate::scenario`) reports.
+pub fn check_state(finals: &BTreeMap<usize, FinalKey>, rings: &[MemberRing], expected_members: &[String]) -> Vec<Violation> {
+    let causality = Causality::learn(&[], finals);
+    let none = |_: u64| 0;
+    let evidence = Evidence {
+        ops: &[],
+        finals,
+        unquiet: &[],
+        replicas: 0,
+        rings,
+        expected_members,
+        synced: true,
+        power_losses: &[],
+        write_back_ms: 0,
+        skew_bound_ms: &none,
+    };
+    let mut found = causality.reused.clone();
+    convergence(&evidence, &mut found);
+    self::rings(&evidence, &mut found);
+    found
+}
+
 /// Runs every checker; returns what broke.
 pub fn check(evidence: &Evidence<'_>) -> Vec<Violation> {
     let causality = Causality::learn(evidence.ops, evidence.finals);
-    let mut found = Vec::new();
+    let mut found = causality.reused.clone();
     convergence(evidence, &mut found);
+    rings(evidence, &mut found);
     lost_writes(evidence, &causality, &mut found);
     exact_siblings(evidence, &causality, &mut found);
     fresh_reads(evidence, &causality, &mut found);
+    future_contexts(evidence, &causality, &mut found);
+    expired_reads(evidence, &mut found);
     found
 }
 
@@ -173,6 +307,25 @@ fn final_siblings(finals: &BTreeMap<usize, FinalKey>, key: usize) -> Vec<SeenSib
 
 fn convergence(evidence: &Evidence<'_>, found: &mut Vec<Violation>) {
     for (key, state) in evidence.finals {
+        if let Some((first_node, first)) = state.states.first() {
+            let differs = state.states[1..].iter().find(|(_, s)| s != first);
+            let siblings_agree = state.replicas.windows(2).all(|p| p[0].1 == p[1].1);
+            if let (Some((node, other)), true) = (differs, siblings_agree) {
+                found.push(Violation {
+                    kind: ViolationKind::Divergence,
+                    detail: format!(
+                        "k{key}: n{} and n{} show the same siblings but hold different states \
+                         (clocks {} and {}; {} and {} records incl. tombstones)",
+                        first_node + 1,
+                        node + 1,
+                        clock_text(first),
+                        clock_text(other),
+                        first.as_ref().map_or(0, |s| s.siblings().len()),
+                        other.as_ref().map_or(0, |s| s.siblings().len()),
+                    ),
+                });
+            }
+        }
         let Some((first_node, first)) = state.replicas.first() else {
             continue;
         };
@@ -193,29 +346,79 @@ fn convergence(evidence: &Evidence<'_>, found: &mut Vec<Violation>) {
     }
 }
 
+fn clock_text(state: &Option<KeyState>) -> String {
+    state.as_ref().map_or_else(|| "absent".to_owned(), |s| format!("{:?}", s.context()))
+}
+
+fn rings(evidence: &Evidence<'_>, found: &mut Vec<Violation>) {
+    for ring in evidence.rings {
+        if ring.members != evidence.expected_members {
+            found.push(Violation {
+                kind: ViolationKind::RingSplit,
+                detail: format!(
+                    "n{}'s ring holds {:?}; the members are {:?}",
+                    ring.node + 1,
+                    ring.members,
+                    evidence.expected_members
+                ),
+            });
+        }
+    }
+}
+
 fn values(siblings: &[SeenSibling]) -> Vec<&str> {
     siblings.iter().map(|s| s.value.as_str()).collect()
+}
+
+/// Whether `op` is known to have taken effect: it was acknowledged, or it is a failed put
+/// whose value was seen. A failed delete leaves no value to see, so it may have.
+fn took_effect(op: &Op, causality: &Causality) -> bool {
+    match &op.kind {
+        _ if op.ok() => true,
+        OpKind::Put { value, .. } => causality.seen(value),
+        OpKind::Delete { .. } => true,
+        OpKind::Get => false,
+    }
+}
+
+/// Whether a power loss may have taken an acknowledged buffered write with it: enough
+/// nodes lost power between its acknowledgement and the time it was surely written back.
+fn lost_to_power(evidence: &Evidence<'_>, op: &Op) -> bool {
+    if evidence.synced {
+        return false;
+    }
+    let until = op.completed_ms + 2 * evidence.write_back_ms + 2_000;
+    let losses = evidence
+        .power_losses
+        .iter()
+        .filter(|(_, at)| *at + 1_000 >= op.invoked_ms && *at <= until)
+        .count();
+    losses >= usize::from(op.quorum.max(1))
 }
 
 fn lost_writes(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<Violation>) {
     for op in evidence.ops.iter().filter(|op| op.ok()) {
         let OpKind::Put { value, .. } = &op.kind else { continue };
+        if op.ttl_ms().is_some() || lost_to_power(evidence, op) {
+            continue;
+        }
         let present = final_siblings(evidence.finals, op.key)
             .iter()
             .any(|s| &s.value == value);
         let covered = evidence.ops.iter().any(|other| {
             other.key == op.key
                 && !std::ptr::eq(other, op)
+                && took_effect(other, causality)
                 && other.write_context().is_some_and(|ctx| causality.covers(ctx, value))
         });
         if !present && !covered {
             found.push(Violation {
                 kind: ViolationKind::LostWrite,
                 detail: format!(
-                    "k{}: {value} (c{} via n{}, w={}, acked at {} ms) is in no replica and no write covers it",
+                    "k{}: {value} (c{} via {}, w={}, acked at {} ms) is in no replica and no write covers it",
                     op.key,
                     op.client,
-                    op.node + 1,
+                    op.via(),
                     op.quorum,
                     op.completed_ms
                 ),
@@ -280,6 +483,8 @@ fn fresh_reads(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<V
                 && w.completed_event < read.invoked_event
                 && u16::from(w.quorum) + u16::from(read.quorum) > u16::from(n)
                 && quiet(evidence.unquiet, w.invoked_ms, read.completed_ms)
+                && !may_have_expired(evidence, w, read.invoked_ms)
+                && !lost_to_power(evidence, w)
         }) {
             match &write.kind {
                 OpKind::Put { value, .. } => {
@@ -288,10 +493,10 @@ fn fresh_reads(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<V
                         found.push(Violation {
                             kind: ViolationKind::StaleRead,
                             detail: format!(
-                                "k{}: read by c{} via n{} (r={}, {}..{} ms) missed {value} (w={}, acked at {} ms)",
+                                "k{}: read by c{} via {} (r={}, {}..{} ms) missed {value} (w={}, acked at {} ms)",
                                 read.key,
                                 read.client,
-                                read.node + 1,
+                                read.via(),
                                 read.quorum,
                                 read.invoked_ms,
                                 read.completed_ms,
@@ -313,6 +518,71 @@ fn fresh_reads(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<V
                     }
                 }
                 OpKind::Get => {}
+            }
+        }
+    }
+}
+
+/// Whether a put with a TTL may have expired by `at_ms` on some node's clock.
+fn may_have_expired(evidence: &Evidence<'_>, write: &Op, at_ms: u64) -> bool {
+    write
+        .ttl_ms()
+        .is_some_and(|ttl| at_ms + (evidence.skew_bound_ms)(at_ms) >= write.invoked_ms + ttl)
+}
+
+/// No context covers a write that began after the read that returned the context ended:
+/// when one does, a dot was issued twice, and the old context silently erases the new
+/// write.
+fn future_contexts(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<Violation>) {
+    for write in evidence.ops {
+        let (Some(context), Some(read_end)) = (write.write_context(), write.context_from) else {
+            continue;
+        };
+        if context.is_empty() {
+            continue;
+        }
+        for later in evidence.ops.iter().filter(|p| p.key == write.key && p.invoked_event > read_end) {
+            let OpKind::Put { value, .. } = &later.kind else { continue };
+            if causality.covers_any(context, value) {
+                found.push(Violation {
+                    kind: ViolationKind::FutureContext,
+                    detail: format!(
+                        "k{}: the context c{} sent with its {} at {} ms covers {value}, written by c{} at {} ms, \
+                         after the read that returned the context",
+                        write.key,
+                        write.client,
+                        if matches!(write.kind, OpKind::Delete { .. }) { "delete" } else { "put" },
+                        write.invoked_ms,
+                        later.client,
+                        later.invoked_ms
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// No read shows a value after its TTL ran out on every node's clock.
+fn expired_reads(evidence: &Evidence<'_>, found: &mut Vec<Violation>) {
+    let slack_ms = 1_000;
+    for read in evidence.ops.iter().filter(|op| op.ok()) {
+        let Outcome::Read { siblings, .. } = &read.outcome else { continue };
+        for shown in siblings {
+            let Some(write) = evidence.ops.iter().find(
+                |w| w.key == read.key && matches!(&w.kind, OpKind::Put { value, .. } if *value == shown.value),
+            ) else {
+                continue;
+            };
+            let Some(ttl) = write.ttl_ms() else { continue };
+            let dead_at = write.completed_ms + ttl + (evidence.skew_bound_ms)(read.invoked_ms) + slack_ms;
+            if read.invoked_ms > dead_at {
+                found.push(Violation {
+                    kind: ViolationKind::ExpiredRead,
+                    detail: format!(
+                        "k{}: read by c{} at {} ms shows {} (ttl {ttl} ms, acked at {} ms)",
+                        read.key, read.client, read.invoked_ms, shown.value, write.completed_ms
+                    ),
+                });
             }
         }
     }

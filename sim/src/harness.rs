@@ -4,12 +4,13 @@
 //!
 //! The harness owns the turmoil `Sim` and steps it one tick at a time, applying and
 //! healing faults between ticks, so when anything happens is a function of the seed
-//! alone. Each node's in-memory engine lives outside its host: a crash kills the host's
-//! tasks (a process crash) and a restart opens the same engine again (what the engine
-//! held is what a RocksDB WAL would have kept through a process crash).
+//! alone. Each node's disk ([`SimDisk`]) lives outside its host: a crash kills the host's
+//! tasks (a process crash) and a restart opens the same disk again; a power loss also
+//! throws away the unsynced tail of its log first. An operator host runs membership
+//! changes (leave, remove) through the SDK, as a person with the CLI would.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::{Arc, Weak};
@@ -20,24 +21,26 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringkv_client::proto;
 use ringkv_client::proto::kv_client::KvClient;
+use ringkv_client::{Client, Consistency, Context, ReadOptions, WriteOptions};
 use ringkv_node::clock::NodeClock;
 use ringkv_node::network::Network;
-use ringkv_node::{EngineKind, NodeConfig, RunningNode, StartOptions};
+use ringkv_node::{EngineKind, Inspector, NodeConfig, RunningNode, StartOptions};
 use ringkv_ring::{Member, NodeId, Ring};
 use ringkv_storage::injected_bug::Bug;
-use ringkv_storage::{Engine, Limits, MemoryEngine};
+use ringkv_storage::{Durability, Engine, Limits};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::checker::{check, Evidence, FinalKey, Violation, ViolationKind};
+use crate::checker::{check, Evidence, FinalKey, MemberRing, Violation, ViolationKind};
+use crate::disk::SimDisk;
 use crate::history::{EventLog, Op, OpKind, Outcome, SeenSibling};
-use crate::network::{incoming, GossipNet, TurmoilConnector};
-use crate::plan::{Fault, Plan, ScheduledFault};
+use crate::network::{incoming, sdk_dialer, GossipNet, TurmoilConnector};
+use crate::plan::{ClientKind, Fault, Plan, ScheduledFault, GOSSIP_DEAD_GRACE};
 
-const GRPC_PORT: u16 = 7000;
+pub(crate) const GRPC_PORT: u16 = 7000;
 const GOSSIP_PORT: u16 = 7946;
 /// Wall clock of simulated time zero (2026-01-01T00:00:00Z), so runs do not depend on
 /// the real date.
-const EPOCH_MS: u64 = 1_767_225_600_000;
+pub(crate) const EPOCH_MS: u64 = 1_767_225_600_000;
 /// How long after a fault heals the cluster is still considered unsettled (failure
 /// detector, hint hand-off): reads in that time are not held to read-your-writes.
 pub const SETTLE: Duration = Duration::from_secs(5);
@@ -49,6 +52,13 @@ pub const RUN_MAX: Duration = Duration::from_secs(400);
 const FORM_MAX: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(3_000);
+/// How long an SDK operation may take, retries and backoff included.
+const SDK_TIMEOUT: Duration = Duration::from_millis(6_000);
+/// How long after a membership change reads are not held to read-your-writes (ranges
+/// move between owners meanwhile).
+const MEMBERSHIP_UNSETTLED: Duration = Duration::from_secs(30);
+/// Host name of the operator (leave, remove).
+const OPERATOR: &str = "operator";
 
 /// What one run produced.
 #[derive(Debug)]
@@ -82,7 +92,7 @@ pub struct RunOptions {
     pub bug: Option<Bug>,
 }
 
-fn node_name(i: usize) -> String {
+pub(crate) fn node_name(i: usize) -> String {
     format!("n{}", i + 1)
 }
 
@@ -129,11 +139,37 @@ pub fn run_seed(seed: u64, options: RunOptions) -> RunReport {
         })
 }
 
+/// Where a node stands in the cluster, as the harness (the operator) knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    /// Not started yet; a `Join` fault starts it.
+    Spare,
+    /// A member of the cluster.
+    Member,
+    /// Left on request.
+    Left,
+    /// Died and was removed.
+    Removed,
+}
+
 struct NodeSlot {
-    engine: Arc<MemoryEngine>,
+    disk: Arc<SimDisk>,
     /// The running node's clock (to step it); dangling while the node is down.
     clock: Rc<RefCell<Weak<NodeClock>>>,
+    /// The running node's inspector; `None` while the node is down.
+    inspector: Rc<RefCell<Option<Inspector>>>,
+    /// Set when a spare should start and join.
+    start: Rc<Cell<bool>>,
     crashed: bool,
+    membership: Membership,
+}
+
+/// Something the operator host does with the SDK.
+enum OperatorCommand {
+    /// Ask the node to leave.
+    Leave(usize),
+    /// Ask a member to remove the node.
+    Remove { node: usize, through: usize },
 }
 
 struct Shared {
@@ -143,25 +179,36 @@ struct Shared {
     finished_clients: Cell<usize>,
     /// Counts operation invocations and completions, in the order they happen.
     events: Rc<Cell<u64>>,
+    operator: RefCell<VecDeque<OperatorCommand>>,
+    /// Set when the run is over (the operator host stops).
+    over: Cell<bool>,
 }
 
 struct Run {
     plan: Plan,
     slots: Vec<NodeSlot>,
     shared: Rc<Shared>,
+    power_losses: Vec<(usize, u64)>,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
 }
 
 impl Run {
     fn new(plan: Plan) -> Run {
-        let slots = (0..plan.nodes)
-            .map(|_| NodeSlot {
-                engine: Arc::new(MemoryEngine::new()),
+        let slots = (0..plan.hosts())
+            .map(|i| NodeSlot {
+                disk: Arc::new(SimDisk::new()),
                 clock: Rc::new(RefCell::new(Weak::new())),
+                inspector: Rc::new(RefCell::new(None)),
+                start: Rc::new(Cell::new(i < plan.nodes)),
                 crashed: false,
+                membership: if i < plan.nodes {
+                    Membership::Member
+                } else {
+                    Membership::Spare
+                },
             })
             .collect();
         Run {
@@ -173,7 +220,10 @@ impl Run {
                 ready_clients: Cell::new(0),
                 finished_clients: Cell::new(0),
                 events: Rc::new(Cell::new(0)),
+                operator: RefCell::new(VecDeque::new()),
+                over: Cell::new(false),
             }),
+            power_losses: Vec::new(),
         }
     }
 
@@ -189,17 +239,19 @@ impl Run {
             .build();
         sim.set_message_latency_curve(self.plan.latency_curve);
         let gossip = GossipNet::new();
-        for i in 0..self.plan.nodes {
+        for i in 0..self.plan.hosts() {
             self.add_node(&mut sim, i, &gossip);
         }
-        for c in 0..self.plan.clients {
+        for c in 0..self.plan.clients.len() {
             self.add_client(&mut sim, c);
         }
+        self.add_operator(&mut sim);
         let mut violations = Vec::new();
         let mut workload_start = None;
         let mut active: Vec<ScheduledFault> = Vec::new();
         let mut pending: Vec<ScheduledFault> = self.plan.faults.clone();
         let mut unquiet: Vec<(u64, u64)> = Vec::new();
+        let mut next_write_back = self.plan.write_back;
         // Phase 1: the workload, with faults.
         loop {
             if let Err(e) = sim.step() {
@@ -210,7 +262,8 @@ impl Run {
                 break;
             }
             let now = sim.elapsed();
-            if workload_start.is_none() && self.shared.ready_clients.get() == self.plan.clients {
+            self.write_back_if_due(now, &mut next_write_back);
+            if workload_start.is_none() && self.shared.ready_clients.get() == self.plan.clients.len() {
                 workload_start = Some(now);
                 self.log(now, "workload starts");
             }
@@ -218,8 +271,13 @@ impl Run {
                 let since = now.saturating_sub(start);
                 while pending.first().is_some_and(|f| f.at <= since) {
                     let fault = pending.remove(0);
-                    self.apply(&mut sim, &fault.fault, now);
-                    active.push(fault);
+                    let lasting = self.apply(&mut sim, &fault.fault, now);
+                    if lasting {
+                        active.push(fault);
+                    } else {
+                        let end = now + MEMBERSHIP_UNSETTLED;
+                        unquiet.push((now.as_millis() as u64, end.as_millis() as u64));
+                    }
                 }
                 let (due, keep): (Vec<_>, Vec<_>) = active.drain(..).partition(|f| f.until <= since);
                 active = keep;
@@ -228,7 +286,7 @@ impl Run {
                     unquiet.push(((start + fault.at).as_millis() as u64, (now + SETTLE).as_millis() as u64));
                 }
             }
-            if self.shared.finished_clients.get() == self.plan.clients {
+            if self.shared.finished_clients.get() == self.plan.clients.len() {
                 break;
             }
         }
@@ -259,6 +317,7 @@ impl Run {
                     });
                     break;
                 }
+                self.write_back_if_due(sim.elapsed(), &mut next_write_back);
             }
         }
         let simulated = sim.elapsed();
@@ -269,6 +328,8 @@ impl Run {
             ),
             None => self.log(simulated, "did not converge"),
         }
+        let rings = self.member_rings();
+        self.shared.over.set(true);
         drop(sim);
         let finals = self.finals(&ring);
         for (key, state) in &finals {
@@ -278,11 +339,20 @@ impl Run {
             }
         }
         let ops = self.shared.ops.borrow().clone();
+        let expected_members = self.expected_members();
+        let plan = self.plan.clone();
+        let skew = move |at_ms: u64| plan.skew_bound_ms(Duration::from_millis(at_ms));
         violations.extend(check(&Evidence {
             ops: &ops,
             finals: &finals,
             unquiet: &unquiet,
             replicas: self.plan.replicas,
+            rings: &rings,
+            expected_members: &expected_members,
+            synced: self.plan.durability == Durability::Sync,
+            power_losses: &self.power_losses,
+            write_back_ms: self.plan.write_back.as_millis() as u64,
+            skew_bound_ms: &skew,
         }));
         let log = self.shared.log.borrow().clone();
         RunReport {
@@ -295,17 +365,51 @@ impl Run {
         }
     }
 
+    /// The kernel's periodic write-back of every node's buffered log pages.
+    fn write_back_if_due(&self, now: Duration, next: &mut Duration) {
+        if now >= *next {
+            for slot in &self.slots {
+                slot.disk.write_back();
+            }
+            *next = now + self.plan.write_back;
+        }
+    }
+
     fn log(&self, at: Duration, line: impl std::fmt::Display) {
         self.shared.log.borrow_mut().push(at.as_millis() as u64, line);
     }
 
+    fn members(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.slots.len()).filter(|i| self.slots[*i].membership == Membership::Member)
+    }
+
+    fn expected_members(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.members().map(node_name).collect();
+        ids.sort();
+        ids
+    }
+
     fn ring(&self) -> Ring {
-        let members = (0..self.plan.nodes).filter_map(|i| {
+        let members = self.members().filter_map(|i| {
             NodeId::new(&node_name(i))
                 .ok()
                 .map(|id| Member::new(id, ringkv_ring::VNODES_DEFAULT))
         });
         Ring::new(members).unwrap_or_else(|e| panic!("the simulated members form a ring: {e}"))
+    }
+
+    /// What each running member believes the ring is.
+    fn member_rings(&self) -> Vec<MemberRing> {
+        self.members()
+            .filter(|i| !self.slots[*i].crashed)
+            .filter_map(|node| {
+                let inspector = self.slots[node].inspector.borrow();
+                let ring = inspector.as_ref()?.ring();
+                let mut members: Vec<String> = ring.members().iter().map(|m| m.id.to_string()).collect();
+                members.sort();
+                Some(MemberRing { node, members })
+            })
+            .collect()
     }
 
     fn replicas_of(&self, ring: &Ring, k: usize) -> Vec<usize> {
@@ -315,40 +419,23 @@ impl Run {
         ring.preference_list(key.position(), self.plan.replicas)
             .nodes()
             .iter()
-            .filter_map(|id| (0..self.plan.nodes).find(|i| node_name(*i) == id.as_str()))
+            .filter_map(|id| (0..self.slots.len()).find(|i| node_name(*i) == id.as_str()))
             .collect()
-    }
-
-    fn siblings_on(&self, node: usize, k: usize) -> Vec<SeenSibling> {
-        let Ok(key) = Limits::default().key(key_bytes(k)) else {
-            return Vec::new();
-        };
-        let Ok(Some(state)) = self.slots[node].engine.get(&key) else {
-            return Vec::new();
-        };
-        let mut siblings: Vec<SeenSibling> = state
-            .visible(0)
-            .map(|s| SeenSibling {
-                value: s
-                    .value()
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default(),
-                dot: s.dot().to_string(),
-            })
-            .collect();
-        siblings.sort();
-        siblings
     }
 
     fn finals(&self, ring: &Ring) -> BTreeMap<usize, FinalKey> {
         (0..self.plan.keys)
             .map(|k| {
-                let replicas = self
-                    .replicas_of(ring, k)
-                    .into_iter()
-                    .map(|node| (node, self.siblings_on(node, k)))
+                let Ok(key) = Limits::default().key(key_bytes(k)) else {
+                    return (k, FinalKey::default());
+                };
+                let nodes = self.replicas_of(ring, k);
+                let states: Vec<_> = nodes.iter().map(|n| (*n, self.slots[*n].disk.stored(&key))).collect();
+                let replicas = states
+                    .iter()
+                    .map(|(node, state)| (*node, live_siblings(state.as_ref())))
                     .collect();
-                (k, FinalKey { replicas })
+                (k, FinalKey { replicas, states })
             })
             .collect()
     }
@@ -361,14 +448,53 @@ impl Run {
     fn links_across(&self, side: &[usize]) -> Vec<(String, String)> {
         side.iter()
             .flat_map(|a| {
-                (0..self.plan.nodes)
+                (0..self.slots.len())
                     .filter(|b| !side.contains(b))
                     .map(move |b| (node_name(*a), node_name(b)))
             })
             .collect()
     }
 
-    fn apply(&mut self, sim: &mut turmoil::Sim<'_>, fault: &Fault, now: Duration) {
+    /// Every other host a node talks to (nodes, clients, the operator).
+    fn hosts_besides(&self, node: usize) -> Vec<String> {
+        (0..self.slots.len())
+            .filter(|n| *n != node)
+            .map(node_name)
+            .chain((0..self.plan.clients.len()).map(client_name))
+            .chain(std::iter::once(OPERATOR.to_owned()))
+            .collect()
+    }
+
+    fn crash(&mut self, sim: &mut turmoil::Sim<'_>, node: usize) {
+        if !self.slots[node].crashed {
+            sim.crash(node_name(node));
+            self.slots[node].crashed = true;
+            *self.slots[node].inspector.borrow_mut() = None;
+        }
+    }
+
+    /// A fault on a node that is not a running member (a spare, or one that left) has
+    /// nothing to act on.
+    fn acts_on(&self, fault: &Fault) -> bool {
+        let member = |n: &usize| self.slots[*n].membership == Membership::Member;
+        match fault {
+            Fault::Crash { node }
+            | Fault::PowerLoss { node }
+            | Fault::Pause { node }
+            | Fault::ClockJump { node, .. }
+            | Fault::Leave { node }
+            | Fault::Remove { node } => member(node),
+            Fault::Join { node } => self.slots[*node].membership == Membership::Spare,
+            _ => true,
+        }
+    }
+
+    /// Applies a fault; returns whether it lasts until its heal time.
+    fn apply(&mut self, sim: &mut turmoil::Sim<'_>, fault: &Fault, now: Duration) -> bool {
+        if !self.acts_on(fault) {
+            self.log(now, format!("fault skipped (its node is not a member): {fault}"));
+            return false;
+        }
         self.log(now, format!("fault: {fault}"));
         match fault {
             Fault::Partition { side } => {
@@ -383,10 +509,16 @@ impl Run {
             Fault::Loss { a, b, per_mille } => {
                 sim.set_link_fail_rate(node_name(*a), node_name(*b), f64::from(*per_mille) / 100_000.0)
             }
-            Fault::Crash { node } => {
-                if !self.slots[*node].crashed {
-                    sim.crash(node_name(*node));
-                    self.slots[*node].crashed = true;
+            Fault::Crash { node } => self.crash(sim, *node),
+            Fault::PowerLoss { node } => {
+                self.crash(sim, *node);
+                let lost = self.slots[*node].disk.lose_power();
+                self.power_losses.push((*node, now.as_millis() as u64));
+                self.log(now, format!("n{} lost {lost} unsynced log records", node + 1));
+            }
+            Fault::Pause { node } => {
+                for other in self.hosts_besides(*node) {
+                    sim.hold(node_name(*node), other);
                 }
             }
             Fault::ClockJump { node, delta_ms } => {
@@ -394,7 +526,29 @@ impl Run {
                     clock.jump(*delta_ms);
                 }
             }
+            Fault::ClientCut { client, node } => sim.partition(client_name(*client), node_name(*node)),
+            Fault::Join { node } => {
+                self.slots[*node].start.set(true);
+                self.slots[*node].membership = Membership::Member;
+                return false;
+            }
+            Fault::Leave { node } => {
+                self.slots[*node].membership = Membership::Left;
+                self.shared.operator.borrow_mut().push_back(OperatorCommand::Leave(*node));
+                return false;
+            }
+            Fault::Remove { node } => {
+                self.crash(sim, *node);
+                self.slots[*node].membership = Membership::Removed;
+                let through = self.members().find(|m| !self.slots[*m].crashed).unwrap_or(0);
+                self.shared
+                    .operator
+                    .borrow_mut()
+                    .push_back(OperatorCommand::Remove { node: *node, through });
+                return false;
+            }
         }
+        true
     }
 
     fn heal(&mut self, sim: &mut turmoil::Sim<'_>, fault: &Fault, now: Duration) {
@@ -413,39 +567,50 @@ impl Run {
                 sim.set_link_fail_rate(node_name(*a), node_name(*b), 0.0);
                 sim.repair(node_name(*a), node_name(*b));
             }
-            Fault::Crash { node } => {
-                if self.slots[*node].crashed {
+            Fault::Crash { node } | Fault::PowerLoss { node } => {
+                // A node removed meanwhile stays dead.
+                if self.slots[*node].crashed && self.slots[*node].membership == Membership::Member {
                     sim.bounce(node_name(*node));
                     self.slots[*node].crashed = false;
                 }
             }
-            // A stepped clock stays stepped, as after NTP stepped it.
-            Fault::ClockJump { .. } => {}
+            Fault::Pause { node } => {
+                for other in self.hosts_besides(*node) {
+                    sim.release(node_name(*node), other);
+                }
+            }
+            Fault::ClientCut { client, node } => sim.repair(client_name(*client), node_name(*node)),
+            // A stepped clock stays stepped, as after NTP stepped it; membership changes
+            // are not undone.
+            Fault::ClockJump { .. } | Fault::Join { .. } | Fault::Leave { .. } | Fault::Remove { .. } => {}
         }
     }
 
     fn add_node(&self, sim: &mut turmoil::Sim<'_>, i: usize, gossip: &GossipNet) {
-        let engine = Arc::clone(&self.slots[i].engine);
-        let clock_slot = Rc::clone(&self.slots[i].clock);
+        let slot = &self.slots[i];
+        let disk = Arc::clone(&slot.disk);
+        let clock_slot = Rc::clone(&slot.clock);
+        let inspector_slot = Rc::clone(&slot.inspector);
+        let start = Rc::clone(&slot.start);
         let gossip = gossip.clone();
-        let nodes = self.plan.nodes;
-        let replicas = self.plan.replicas;
+        let spec = NodeSpec {
+            members_at_start: self.plan.nodes,
+            hosts: self.plan.hosts(),
+            replicas: self.plan.replicas,
+            durability: self.plan.durability,
+            skew: self.plan.clocks.get(i).copied().unwrap_or_default(),
+        };
         let boots = Rc::new(Cell::new(0u32));
         sim.host(node_name(i), move || {
-            let (engine, clock_slot, gossip, boots) = (
-                Arc::clone(&engine),
-                Rc::clone(&clock_slot),
-                gossip.clone(),
-                Rc::clone(&boots),
-            );
             run_node(NodeHost {
                 index: i,
-                nodes,
-                replicas,
-                engine,
-                clock_slot,
-                gossip,
-                boots,
+                spec: spec.clone(),
+                disk: Arc::clone(&disk),
+                clock_slot: Rc::clone(&clock_slot),
+                inspector_slot: Rc::clone(&inspector_slot),
+                start: Rc::clone(&start),
+                gossip: gossip.clone(),
+                boots: Rc::clone(&boots),
             })
         });
     }
@@ -453,12 +618,12 @@ impl Run {
     fn add_client(&self, sim: &mut turmoil::Sim<'_>, c: usize) {
         let shared = Rc::clone(&self.shared);
         let plan = self.plan.clone();
-        sim.client(format!("c{}", c + 1), async move {
+        sim.client(client_name(c), async move {
             let mut client = WorkloadClient::new(c, &plan, Rc::clone(&shared.events));
             client.wait_for_cluster(&plan).await;
             shared.ready_clients.set(shared.ready_clients.get() + 1);
             // Start together: the harness measures fault times from this moment.
-            while shared.ready_clients.get() < plan.clients {
+            while shared.ready_clients.get() < plan.clients.len() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let mut read_back = None;
@@ -481,58 +646,159 @@ impl Run {
             Ok(())
         });
     }
+
+    /// The operator: carries out leave and remove requests with the SDK, as a person
+    /// with the CLI would, retrying until the cluster accepts them.
+    fn add_operator(&self, sim: &mut turmoil::Sim<'_>) {
+        let shared = Rc::clone(&self.shared);
+        let seed = self.plan.seed;
+        sim.client(OPERATOR, async move {
+            while !shared.over.get() {
+                let command = shared.operator.borrow_mut().pop_front();
+                let Some(command) = command else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let (target, what) = match &command {
+                    OperatorCommand::Leave(node) => (*node, format!("n{} leave", node + 1)),
+                    OperatorCommand::Remove { node, through } => (*through, format!("remove n{}", node + 1)),
+                };
+                let client = sdk_client(&[target], seed ^ 0x0be7)?;
+                for attempt in 0..20u32 {
+                    let result = match &command {
+                        OperatorCommand::Leave(_) => client.leave().await.map(|_| ()),
+                        OperatorCommand::Remove { node, .. } => client.remove_node(&node_name(*node)).await,
+                    };
+                    let line = match &result {
+                        Ok(()) => format!("operator: {what} accepted"),
+                        Err(e) => format!("operator: {what} failed (attempt {}): {e}", attempt + 1),
+                    };
+                    shared.log.borrow_mut().push(now_ms(), line);
+                    if result.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1_000)).await;
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
-struct NodeHost {
-    index: usize,
-    nodes: usize,
-    replicas: u8,
-    engine: Arc<MemoryEngine>,
-    clock_slot: Rc<RefCell<Weak<NodeClock>>>,
-    gossip: GossipNet,
-    boots: Rc<Cell<u32>>,
+fn client_name(c: usize) -> String {
+    format!("c{}", c + 1)
+}
+
+pub(crate) fn live_siblings(state: Option<&ringkv_storage::KeyState>) -> Vec<SeenSibling> {
+    let Some(state) = state else {
+        return Vec::new();
+    };
+    let mut siblings: Vec<SeenSibling> = state
+        .visible(0)
+        .map(|s| SeenSibling {
+            value: s
+                .value()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default(),
+            dot: s.dot().to_string(),
+        })
+        .collect();
+    siblings.sort();
+    siblings
+}
+
+/// An SDK client of the given nodes over the simulated network.
+pub(crate) fn sdk_client(nodes: &[usize], seed: u64) -> Result<Client, ringkv_client::ClientError> {
+    let endpoints: Vec<String> = nodes
+        .iter()
+        .map(|n| SocketAddr::new(turmoil::lookup(node_name(*n)), GRPC_PORT).to_string())
+        .collect();
+    Client::builder()
+        .endpoints(endpoints)
+        .dialer(sdk_dialer)
+        .request_timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_millis(500))
+        .retries(2)
+        .backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .jitter_seed(seed)
+        .build()
+}
+
+/// What a node host needs to know of its cluster.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeSpec {
+    /// Members at the start (they join one after another through the first).
+    pub members_at_start: usize,
+    /// Node hosts in all (later ones join when told to start).
+    pub hosts: usize,
+    pub replicas: u8,
+    pub durability: Durability,
+    pub skew: crate::plan::ClockSkew,
+}
+
+pub(crate) struct NodeHost {
+    pub index: usize,
+    pub spec: NodeSpec,
+    pub disk: Arc<SimDisk>,
+    pub clock_slot: Rc<RefCell<Weak<NodeClock>>>,
+    pub inspector_slot: Rc<RefCell<Option<Inspector>>>,
+    pub start: Rc<Cell<bool>>,
+    pub gossip: GossipNet,
+    pub boots: Rc<Cell<u32>>,
 }
 
 /// The software of a node host: start the node (retrying while its seeds are
-/// unreachable) and keep it running until the host is crashed.
-async fn run_node(host: NodeHost) -> turmoil::Result {
+/// unreachable) and keep it running until the host is crashed or the node has left.
+pub(crate) async fn run_node(host: NodeHost) -> turmoil::Result {
     let i = host.index;
     let boot = host.boots.get();
     host.boots.set(boot + 1);
     if boot == 0 {
-        // Members join one after another through n1, as an operator would start them.
-        tokio::time::sleep(Duration::from_millis(1_500) * i as u32).await;
+        // A spare waits for its join; members join one after another through n1, as an
+        // operator would start them.
+        while !host.start.get() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if i < host.spec.members_at_start {
+            tokio::time::sleep(Duration::from_millis(1_500) * i as u32).await;
+        }
     }
     let me = turmoil::lookup(node_name(i));
-    let join: Vec<String> = if boot == 0 {
-        if i == 0 {
-            Vec::new()
-        } else {
-            vec![SocketAddr::new(turmoil::lookup(node_name(0)), GRPC_PORT).to_string()]
-        }
+    let join: Vec<String> = if boot == 0 && i == 0 {
+        Vec::new()
+    } else if boot == 0 && i < host.spec.members_at_start {
+        vec![SocketAddr::new(turmoil::lookup(node_name(0)), GRPC_PORT).to_string()]
     } else {
-        // A restart: any other member will do.
-        (0..host.nodes)
+        // A restart, or a late joiner: any other member will do.
+        (0..host.spec.hosts)
             .filter(|j| *j != i)
             .map(|j| SocketAddr::new(turmoil::lookup(node_name(j)), GRPC_PORT).to_string())
             .collect()
     };
-    let config = node_config(i, me, join, host.replicas);
+    let mut config = node_config(i, me, join, host.spec.replicas);
+    config.durability = host.spec.durability;
+    let skew = host.spec.skew;
     loop {
-        let clock = Arc::new(NodeClock::starting_at(EPOCH_MS + now_ms()));
+        let wall = (EPOCH_MS + now_ms()).saturating_add_signed(skew.offset_ms);
+        let clock = Arc::new(NodeClock::drifting(wall, skew.drift_ppm));
         let options = StartOptions {
             incoming: Some(incoming(GRPC_PORT).await?),
             network: Network::with_connector(Arc::new(TurmoilConnector)),
             gossip_transport: Some(Arc::new(host.gossip.clone())),
-            engine: Some(Arc::clone(&host.engine) as Arc<dyn Engine>),
+            engine: Some(Arc::clone(&host.disk) as Arc<dyn Engine>),
             clock: Some(Arc::clone(&clock)),
             listener: None,
         };
         match RunningNode::start_with(config.clone(), options).await {
             Ok(node) => {
                 *host.clock_slot.borrow_mut() = Arc::downgrade(&clock);
-                // Runs until the host is crashed, which drops this task and the node.
-                let _running = node;
+                *host.inspector_slot.borrow_mut() = Some(node.inspect());
+                // Runs until the host is crashed, which drops this task and the node, or
+                // until the node has left the cluster.
+                let mut left = node.left();
+                let _ = left.wait_for(|left| *left).await;
+                *host.inspector_slot.borrow_mut() = None;
+                drop(node);
                 std::future::pending::<()>().await;
             }
             Err(e) => {
@@ -555,6 +821,7 @@ fn node_config(i: usize, me: IpAddr, join: Vec<String>, replicas: u8) -> NodeCon
     config.join = join;
     config.replicas = replicas;
     config.gossip_interval = Duration::from_millis(100);
+    config.gossip_dead_grace = GOSSIP_DEAD_GRACE;
     config.join_timeout = Duration::from_secs(30);
     config.request_timeout = REQUEST_TIMEOUT;
     config.probe_interval = Duration::from_millis(200);
@@ -565,11 +832,23 @@ fn node_config(i: usize, me: IpAddr, join: Vec<String>, replicas: u8) -> NodeCon
     config
 }
 
+/// How a workload client reaches the cluster.
+enum Transport {
+    /// One raw gRPC channel per node; each operation picks a node.
+    Raw(Vec<KvClient<Channel>>),
+    /// The SDK, over every node.
+    Sdk(Client),
+}
+
 struct WorkloadClient {
     id: usize,
     rng: ChaCha8Rng,
-    channels: Vec<KvClient<Channel>>,
-    contexts: BTreeMap<usize, Vec<u8>>,
+    transport: Transport,
+    /// The context of the last read of each key, with that read's completion event.
+    contexts: BTreeMap<usize, (Vec<u8>, u64)>,
+    /// The context of the first read of each key, kept for the whole run: a client that
+    /// holds on to an old context (a browser tab left open) and writes with it later.
+    old_contexts: BTreeMap<usize, (Vec<u8>, u64)>,
     seq: u32,
     events: Rc<Cell<u64>>,
 }
@@ -581,37 +860,54 @@ fn consistency(count: u8) -> proto::Consistency {
     }
 }
 
+fn raw_channels(plan: &Plan) -> Vec<KvClient<Channel>> {
+    let network = Network::with_connector(Arc::new(TurmoilConnector));
+    (0..plan.hosts())
+        .map(|n| {
+            let address = SocketAddr::new(turmoil::lookup(node_name(n)), GRPC_PORT);
+            let endpoint = Endpoint::from_shared(format!("http://{address}"))
+                .unwrap_or_else(|_| unreachable!("ip:port is a valid URI"))
+                .connect_timeout(Duration::from_millis(500))
+                .http2_keep_alive_interval(Duration::from_secs(1))
+                .keep_alive_timeout(Duration::from_secs(1))
+                .keep_alive_while_idle(true);
+            KvClient::new(network.lazy_channel(endpoint))
+        })
+        .collect()
+}
+
 impl WorkloadClient {
     fn new(id: usize, plan: &Plan, events: Rc<Cell<u64>>) -> WorkloadClient {
-        let network = Network::with_connector(Arc::new(TurmoilConnector));
-        let channels = (0..plan.nodes)
-            .map(|n| {
-                let address = SocketAddr::new(turmoil::lookup(node_name(n)), GRPC_PORT);
-                let endpoint = Endpoint::from_shared(format!("http://{address}"))
-                    .unwrap_or_else(|_| unreachable!("ip:port is a valid URI"))
-                    .connect_timeout(Duration::from_millis(500))
-                    .http2_keep_alive_interval(Duration::from_secs(1))
-                    .keep_alive_timeout(Duration::from_secs(1))
-                    .keep_alive_while_idle(true);
-                KvClient::new(network.lazy_channel(endpoint))
-            })
-            .collect();
+        let client_seed = plan.seed.wrapping_mul(31).wrapping_add(id as u64 + 1);
+        let transport = match plan.clients[id] {
+            ClientKind::Raw => Transport::Raw(raw_channels(plan)),
+            ClientKind::Sdk => {
+                let nodes: Vec<usize> = (0..plan.hosts()).collect();
+                match sdk_client(&nodes, client_seed) {
+                    Ok(client) => Transport::Sdk(client),
+                    Err(e) => panic!("the simulation's SDK settings are valid: {e}"),
+                }
+            }
+        };
         WorkloadClient {
             id,
-            rng: ChaCha8Rng::seed_from_u64(plan.seed.wrapping_mul(31).wrapping_add(id as u64 + 1)),
-            channels,
+            rng: ChaCha8Rng::seed_from_u64(client_seed),
+            transport,
             contexts: BTreeMap::new(),
+            old_contexts: BTreeMap::new(),
             seq: 0,
             events,
         }
     }
 
-    /// Waits until every node reports every member up and alive.
+    /// Waits until every initial member reports every initial member up and alive.
     async fn wait_for_cluster(&mut self, plan: &Plan) {
         let deadline = tokio::time::Instant::now() + FORM_MAX;
+        let mut channels = raw_channels(plan);
+        channels.truncate(plan.nodes);
         while tokio::time::Instant::now() < deadline {
             let mut all = true;
-            for channel in &mut self.channels {
+            for channel in &mut channels {
                 let formed = match channel.status(proto::StatusRequest {}).await {
                     Ok(status) => {
                         let members = &status.get_ref().members;
@@ -640,13 +936,24 @@ impl WorkloadClient {
         }
     }
 
+    /// The context a write sends: the last read's (mostly), the first read's (a client
+    /// that kept an old one), or none.
+    fn pick_context(&mut self, key: usize) -> Option<(Vec<u8>, u64)> {
+        let roll = self.rng.random_range(0..100);
+        match roll {
+            0..=9 => self.old_contexts.get(&key).cloned(),
+            10..=69 => self.contexts.get(&key).cloned(),
+            _ => None,
+        }
+    }
+
     /// The next operation: a read of `read_back` (key, R) if given, else a random one.
     async fn next_op(&mut self, plan: &Plan, read_back: Option<(usize, u8)>) -> Op {
         let key = match read_back {
             Some((key, _)) => key,
             None => self.rng.random_range(0..plan.keys),
         };
-        let node = self.rng.random_range(0..plan.nodes);
+        let node = self.rng.random_range(0..plan.hosts());
         let quorum = match read_back {
             Some((_, r)) => r,
             None => self.quorum(),
@@ -656,28 +963,46 @@ impl WorkloadClient {
         } else {
             self.rng.random_range(0..100)
         };
-        let known = self.contexts.get(&key).cloned();
-        let kind = match known {
-            _ if roll < 40 => OpKind::Get,
-            Some(context) if roll >= 85 => OpKind::Delete { context },
-            known => {
-                self.seq += 1;
-                let context = match known {
-                    Some(context) if self.rng.random_bool(0.7) => context,
-                    _ => Vec::new(),
-                };
-                OpKind::Put {
-                    value: format!("c{}.{}", self.id + 1, self.seq),
-                    context,
+        let known = self.contexts.contains_key(&key);
+        let mut context_from = None;
+        let kind = if roll < 40 {
+            OpKind::Get
+        } else if known && roll >= 85 {
+            let (context, from) = self.pick_context(key).or_else(|| self.contexts.get(&key).cloned()).unwrap_or_default();
+            context_from = Some(from);
+            OpKind::Delete { context }
+        } else {
+            self.seq += 1;
+            let context = match self.pick_context(key) {
+                Some((context, from)) => {
+                    context_from = Some(from);
+                    context
                 }
+                None => Vec::new(),
+            };
+            let ttl_ms = if self.rng.random_range(0..1000) < plan.ttl_per_mille {
+                self.rng.random_range(500..=5_000)
+            } else {
+                0
+            };
+            OpKind::Put {
+                value: format!("c{}.{}", self.id + 1, self.seq),
+                context,
+                ttl_ms,
             }
         };
         let invoked_ms = now_ms();
         let invoked_event = self.next_event();
-        let outcome = self.execute(key, node, quorum, &kind).await;
+        let (outcome, node) = match &self.transport {
+            Transport::Raw(_) => (self.execute_raw(key, node, quorum, &kind).await, Some(node)),
+            Transport::Sdk(_) => (self.execute_sdk(key, quorum, &kind).await, None),
+        };
         let completed_event = self.next_event();
         if let Outcome::Read { context, .. } = &outcome {
-            self.contexts.insert(key, context.clone());
+            self.contexts.insert(key, (context.clone(), completed_event));
+            self.old_contexts
+                .entry(key)
+                .or_insert_with(|| (context.clone(), completed_event));
         }
         Op {
             client: self.id + 1,
@@ -689,6 +1014,7 @@ impl WorkloadClient {
             completed_ms: now_ms(),
             invoked_event,
             completed_event,
+            context_from,
             outcome,
         }
     }
@@ -699,8 +1025,68 @@ impl WorkloadClient {
         event
     }
 
-    async fn execute(&mut self, key: usize, node: usize, quorum: u8, kind: &OpKind) -> Outcome {
-        let channel = &mut self.channels[node];
+    async fn execute_sdk(&self, key: usize, quorum: u8, kind: &OpKind) -> Outcome {
+        let Transport::Sdk(client) = &self.transport else {
+            unreachable!("called for SDK clients only")
+        };
+        let consistency = Some(Consistency::Count(u32::from(quorum)));
+        let call = async {
+            match kind {
+                OpKind::Get => client
+                    .get_with(key_bytes(key), ReadOptions { consistency, timeout: None })
+                    .await
+                    .map(|r| {
+                        let mut siblings: Vec<SeenSibling> = r
+                            .siblings
+                            .into_iter()
+                            .map(|s| SeenSibling {
+                                value: String::from_utf8_lossy(&s.value).into_owned(),
+                                dot: s.dot,
+                            })
+                            .collect();
+                        siblings.sort();
+                        Outcome::Read {
+                            siblings,
+                            context: r.context.as_bytes().to_vec(),
+                        }
+                    }),
+                OpKind::Put { value, context, ttl_ms } => {
+                    let options = WriteOptions {
+                        consistency,
+                        timeout: None,
+                        ttl: (*ttl_ms > 0).then(|| Duration::from_millis(*ttl_ms)),
+                    };
+                    let context = Context::from_bytes(context.clone());
+                    client
+                        .put_with(key_bytes(key), Bytes::from(value.clone()), &context, options)
+                        .await
+                        .map(|_| Outcome::Written { acks: None })
+                }
+                OpKind::Delete { context } => {
+                    let options = WriteOptions {
+                        consistency,
+                        ..WriteOptions::default()
+                    };
+                    let context = Context::from_bytes(context.clone());
+                    client
+                        .delete_with(key_bytes(key), &context, options)
+                        .await
+                        .map(|()| Outcome::Written { acks: None })
+                }
+            }
+        };
+        match tokio::time::timeout(SDK_TIMEOUT, call).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => Outcome::Failed(e.to_string()),
+            Err(_) => Outcome::Failed("client timeout".to_owned()),
+        }
+    }
+
+    async fn execute_raw(&mut self, key: usize, node: usize, quorum: u8, kind: &OpKind) -> Outcome {
+        let Transport::Raw(channels) = &mut self.transport else {
+            unreachable!("called for raw clients only")
+        };
+        let channel = &mut channels[node];
         let timeout_ms = REQUEST_TIMEOUT.as_millis() as u32;
         let call = async {
             match kind {
@@ -727,19 +1113,19 @@ impl WorkloadClient {
                             context: r.context.to_vec(),
                         }
                     }),
-                OpKind::Put { value, context } => channel
+                OpKind::Put { value, context, ttl_ms } => channel
                     .put(proto::PutRequest {
                         key: key_bytes(key),
                         value: Bytes::from(value.clone()),
                         context: Bytes::from(context.clone()),
                         consistency: Some(consistency(quorum)),
                         timeout_ms,
-                        ttl_ms: 0,
+                        ttl_ms: *ttl_ms,
                         forwarded: false,
                     })
                     .await
                     .map(|r| Outcome::Written {
-                        acks: r.get_ref().replicas_acked,
+                        acks: Some(r.get_ref().replicas_acked),
                     }),
                 OpKind::Delete { context } => channel
                     .delete(proto::DeleteRequest {
@@ -751,7 +1137,7 @@ impl WorkloadClient {
                     })
                     .await
                     .map(|r| Outcome::Written {
-                        acks: r.get_ref().replicas_acked,
+                        acks: Some(r.get_ref().replicas_acked),
                     }),
             }
         };

@@ -18,6 +18,8 @@ pub enum OpKind {
         value: String,
         /// The context sent (empty: none).
         context: Vec<u8>,
+        /// Time to live in ms (0: none).
+        ttl_ms: u64,
     },
     /// A delete with the context of an earlier read.
     Delete {
@@ -45,10 +47,10 @@ pub enum Outcome {
         /// The context returned.
         context: Vec<u8>,
     },
-    /// A write was acknowledged by `acks` replicas.
+    /// A write was acknowledged by `acks` replicas (`None`: the SDK does not say).
     Written {
         /// Replicas that acknowledged.
-        acks: u32,
+        acks: Option<u32>,
     },
     /// The operation failed or timed out: a write may or may not have taken effect.
     Failed(String),
@@ -61,8 +63,8 @@ pub struct Op {
     pub client: usize,
     /// Which key (index into the key space).
     pub key: usize,
-    /// Which node coordinated it.
-    pub node: usize,
+    /// Which node coordinated it (`None`: the SDK chose, and may have failed over).
+    pub node: Option<usize>,
     /// What it was.
     pub kind: OpKind,
     /// Replicas required (R for reads, W for writes).
@@ -76,6 +78,8 @@ pub struct Op {
     pub invoked_event: u64,
     /// Position of the completion in the run's order of events.
     pub completed_event: u64,
+    /// For a write with a context: the completion event of the read that returned it.
+    pub context_from: Option<u64>,
     /// The result.
     pub outcome: Outcome,
 }
@@ -91,6 +95,19 @@ impl Op {
         match &self.kind {
             OpKind::Get => None,
             OpKind::Put { context, .. } | OpKind::Delete { context } => Some(context),
+        }
+    }
+
+    /// The coordinator, for messages: `n3`, or `sdk` when the SDK picked it.
+    pub fn via(&self) -> String {
+        self.node.map_or_else(|| "sdk".to_owned(), |n| format!("n{}", n + 1))
+    }
+
+    /// The TTL of a put, if it had one.
+    pub fn ttl_ms(&self) -> Option<u64> {
+        match self.kind {
+            OpKind::Put { ttl_ms, .. } if ttl_ms > 0 => Some(ttl_ms),
+            _ => None,
         }
     }
 }
@@ -110,13 +127,16 @@ impl EventLog {
 
     /// Records a finished operation.
     pub fn op(&mut self, op: &Op) {
-        let mut line = format!("c{} n{} k{} ", op.client, op.node + 1, op.key);
+        let mut line = format!("c{} {} k{} ", op.client, op.via(), op.key);
         match &op.kind {
             OpKind::Get => {
                 let _ = write!(line, "get r={}", op.quorum);
             }
-            OpKind::Put { value, context } => {
+            OpKind::Put { value, context, ttl_ms } => {
                 let _ = write!(line, "put {value} w={} ctx={}", op.quorum, hex(context));
+                if *ttl_ms > 0 {
+                    let _ = write!(line, " ttl={ttl_ms}ms");
+                }
             }
             OpKind::Delete { context } => {
                 let _ = write!(line, "delete w={} ctx={}", op.quorum, hex(context));
@@ -127,8 +147,11 @@ impl EventLog {
                 let values: Vec<String> = siblings.iter().map(|s| format!("{}@{}", s.value, s.dot)).collect();
                 let _ = write!(line, " -> [{}] ctx={}", values.join(" "), hex(context));
             }
-            Outcome::Written { acks } => {
+            Outcome::Written { acks: Some(acks) } => {
                 let _ = write!(line, " -> ok acks={acks}");
+            }
+            Outcome::Written { acks: None } => {
+                let _ = write!(line, " -> ok");
             }
             Outcome::Failed(why) => {
                 let _ = write!(line, " -> failed: {why}");

@@ -21,11 +21,14 @@
 //! How to write a scenario and replay a seed: `docs/simulation.md`.
 
 pub mod checker;
+pub mod disk;
 pub mod entropy;
 pub mod harness;
 pub mod history;
 pub mod network;
 pub mod plan;
+pub mod scenario;
+pub mod seed_lists;
 pub mod task_ids;
 
 pub use ringkv_storage::injected_bug::Bug;

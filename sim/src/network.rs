@@ -153,3 +153,24 @@ impl Socket for GossipSocket {
         }
     }
 }
+
+/// The SDK's dialer of `address` over turmoil TCP (for [`ringkv_client::ClientBuilder::dialer`]).
+pub fn sdk_dialer(address: &str) -> Box<dyn ringkv_client::Dialer> {
+    Box::new(TurmoilDialer {
+        address: address.to_owned(),
+    })
+}
+
+struct TurmoilDialer {
+    address: String,
+}
+
+impl ringkv_client::Dialer for TurmoilDialer {
+    fn dial(&self) -> ringkv_client::Dialing {
+        let address = self.address.clone();
+        Box::pin(async move {
+            let stream = turmoil::net::TcpStream::connect(address.as_str()).await?;
+            Ok(Box::new(stream) as Box<dyn ringkv_client::Io>)
+        })
+    }
+}

@@ -19,11 +19,44 @@ pub enum Bug {
     /// The coordinator ignores the client's causal context, so a write never replaces
     /// the siblings it was meant to (overwritten and deleted values come back).
     PutIgnoresContext,
+    /// Hint hand-off deletes a page of hints without delivering it (a replica that was
+    /// down never gets those writes by hand-off).
+    HintDroppedBeforeDelivery,
+    /// Tombstone GC purges without asking the other members whether they still hold the
+    /// old value or a hint (deleted values come back).
+    GcSkipsReplicaCheck,
+    /// A write's counter is taken from the actor's newest live sibling instead of the
+    /// key's clock, so an actor whose siblings were all overwritten issues a dot again.
+    DotFromSiblings,
+    /// The store writes with buffered durability even when the node is configured to
+    /// sync, so an acknowledged write can be lost with the unsynced log tail.
+    AckBeforeSync,
 }
 
 impl Bug {
     /// Every injectable bug.
-    pub const ALL: [Bug; 3] = [Bug::AckBeforeQuorum, Bug::MergeDropsSibling, Bug::PutIgnoresContext];
+    pub const ALL: [Bug; 7] = [
+        Bug::AckBeforeQuorum,
+        Bug::MergeDropsSibling,
+        Bug::PutIgnoresContext,
+        Bug::HintDroppedBeforeDelivery,
+        Bug::GcSkipsReplicaCheck,
+        Bug::DotFromSiblings,
+        Bug::AckBeforeSync,
+    ];
+
+    /// What the bug does, in one line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Bug::AckBeforeQuorum => "the coordinator acknowledges a write before W replicas replied",
+            Bug::MergeDropsSibling => "a merge that adds a concurrent sibling drops the oldest one",
+            Bug::PutIgnoresContext => "the coordinator drops the client's context",
+            Bug::HintDroppedBeforeDelivery => "hint hand-off deletes hints without delivering them",
+            Bug::GcSkipsReplicaCheck => "tombstone GC purges without asking the other members",
+            Bug::DotFromSiblings => "a write's counter comes from the actor's live siblings, not the clock",
+            Bug::AckBeforeSync => "the store writes buffered although the node is configured to sync",
+        }
+    }
 
     /// Kebab-case name, as the simulation's command line spells it.
     pub fn name(self) -> &'static str {
@@ -31,6 +64,10 @@ impl Bug {
             Bug::AckBeforeQuorum => "ack-before-quorum",
             Bug::MergeDropsSibling => "merge-drops-sibling",
             Bug::PutIgnoresContext => "put-ignores-context",
+            Bug::HintDroppedBeforeDelivery => "hint-dropped-before-delivery",
+            Bug::GcSkipsReplicaCheck => "gc-skips-replica-check",
+            Bug::DotFromSiblings => "dot-from-siblings",
+            Bug::AckBeforeSync => "ack-before-sync",
         }
     }
 }

@@ -190,6 +190,10 @@ impl KeyState {
         // Taking the max with the context keeps counters unique even if this replica's
         // state is behind what the client saw of this actor.
         let mut counter = self.clock.get(actor).max(context.get(actor)) + 1;
+        if crate::injected_bug::active(crate::injected_bug::Bug::DotFromSiblings) {
+            let newest = self.siblings.iter().filter(|s| s.dot.actor == actor).map(|s| s.dot.counter).max();
+            counter = newest.unwrap_or(0) + 1;
+        }
         if self.is_empty() {
             counter = counter.max(counter_floor);
         }

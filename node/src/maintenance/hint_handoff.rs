@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use ringkv_ring::NodeId;
+use ringkv_storage::injected_bug::{self, Bug};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -70,9 +71,11 @@ async fn deliver(core: &Arc<NodeCore>, target: NodeId, deadline: Instant) -> Res
     if hints.is_empty() {
         return Ok(0);
     }
-    Replica::new(core, target.clone())
-        .merge_batch(hints.clone(), deadline)
-        .await?;
+    if !injected_bug::active(Bug::HintDroppedBeforeDelivery) {
+        Replica::new(core, target.clone())
+            .merge_batch(hints.clone(), deadline)
+            .await?;
+    }
     let removed = core.store.remove_delivered_hints(target.clone(), hints).await?;
     core.metrics.hints_delivered.inc_by(removed);
     tracing::debug!(%target, removed, "hints handed off");

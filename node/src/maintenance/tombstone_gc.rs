@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ringkv_ring::{NodeId, Position};
+use ringkv_storage::injected_bug::{self, Bug};
 use ringkv_storage::{record, Key, KeyState};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -113,6 +114,9 @@ async fn try_purge(
     key: &Key,
     state: &KeyState,
 ) -> bool {
+    if injected_bug::active(Bug::GcSkipsReplicaCheck) {
+        return purge_everywhere(core, replicas, key, state).await;
+    }
     if members.iter().any(|m| !core.membership.is_alive(m)) {
         return false;
     }
@@ -136,8 +140,13 @@ async fn try_purge(
     if !safe {
         return false;
     }
-    // Every replica holds exactly this tombstone and nobody holds a hint: purge, with a
-    // time budget of its own.
+    // Every replica holds exactly this tombstone and nobody holds a hint: purge.
+    purge_everywhere(core, replicas, key, state).await
+}
+
+/// Purges `key` from every replica that still holds exactly `state`, with a time budget
+/// of its own; returns whether every replica did.
+async fn purge_everywhere(core: &Arc<NodeCore>, replicas: Vec<NodeId>, key: &Key, state: &KeyState) -> bool {
     let deadline = Instant::now() + core.config.request_timeout;
     let replica_count = replicas.len();
     let encoded = Bytes::from(record::encode(state));

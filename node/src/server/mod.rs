@@ -224,6 +224,7 @@ impl RunningNode {
                 );
                 gossip_config.seeds = discovery.gossip_seeds.clone();
                 gossip_config.gossip_interval = config.gossip_interval;
+                gossip_config.dead_node_grace_period = config.gossip_dead_grace;
                 let me = MemberInfo {
                     node_id: config.node_id.to_string(),
                     generation,

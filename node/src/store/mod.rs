@@ -21,6 +21,7 @@ use std::sync::Arc;
 use ringkv_ring::{NodeId, Position};
 use ringkv_storage::merkle::LeafId;
 use ringkv_storage::{Durability, Engine, EngineError, Key, KeyState, SCAN_PAGE_MAX};
+use ringkv_storage::injected_bug::{self, Bug};
 
 use self::group_commit::{GroupCommit, SyncError};
 use self::merkle_index::{digest, MerkleIndex};
@@ -123,7 +124,11 @@ impl LocalStore {
         f: impl FnOnce(&dyn Engine, Durability) -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let engine = Arc::clone(&self.engine);
-        let durability = self.durability;
+        let durability = if injected_bug::active(Bug::AckBeforeSync) {
+            Durability::Buffered
+        } else {
+            self.durability
+        };
         off_runtime(self.engine.runs_in_place(), move || f(engine.as_ref(), durability))
             .await?
             .map_err(StoreError::from)

@@ -47,13 +47,15 @@ pub enum ViolationKind {
     ExpiredRead,
     /// Members disagree on the ring after gossip settled.
     RingSplit,
+    /// A node configured to sync lost key state it had written in a power loss.
+    LostSyncedWrite,
     /// The simulation itself failed (a host's software returned an error).
     SimulationError,
 }
 
 impl ViolationKind {
     /// Every kind, in report order.
-    pub const ALL: [ViolationKind; 10] = [
+    pub const ALL: [ViolationKind; 11] = [
         ViolationKind::LostWrite,
         ViolationKind::Divergence,
         ViolationKind::Phantom,
@@ -63,6 +65,7 @@ impl ViolationKind {
         ViolationKind::FutureContext,
         ViolationKind::ExpiredRead,
         ViolationKind::RingSplit,
+        ViolationKind::LostSyncedWrite,
         ViolationKind::SimulationError,
     ];
 
@@ -84,6 +87,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::FutureContext => "future-context",
             ViolationKind::ExpiredRead => "expired-read",
             ViolationKind::RingSplit => "ring-split",
+            ViolationKind::LostSyncedWrite => "lost-synced-write",
             ViolationKind::SimulationError => "simulation-error",
         };
         f.write_str(name)
@@ -149,6 +153,8 @@ pub struct Evidence<'a> {
     pub synced: bool,
     /// Power losses, as `(node, simulated ms)`.
     pub power_losses: &'a [(usize, u64)],
+    /// Members that died for good (and were removed), as `(node, simulated ms)`.
+    pub deaths: &'a [(usize, u64)],
     /// How long a buffered write may stay in the page cache, in ms.
     pub write_back_ms: u64,
     /// The largest clock difference between nodes at a given simulated ms.
@@ -273,6 +279,7 @@ pub fn check_state(finals: &BTreeMap<usize, FinalKey>, rings: &[MemberRing], exp
         expected_members,
         synced: true,
         power_losses: &[],
+        deaths: &[],
         write_back_ms: 0,
         skew_bound_ms: &none,
     };
@@ -381,25 +388,34 @@ fn took_effect(op: &Op, causality: &Causality) -> bool {
     }
 }
 
-/// Whether a power loss may have taken an acknowledged buffered write with it: enough
-/// nodes lost power between its acknowledgement and the time it was surely written back.
-fn lost_to_power(evidence: &Evidence<'_>, op: &Op) -> bool {
-    if evidence.synced {
-        return false;
-    }
-    let until = op.completed_ms + 2 * evidence.write_back_ms + 2_000;
-    let losses = evidence
-        .power_losses
+/// Whether a lost disk may have taken an acknowledged write with it: as many nodes as
+/// acknowledged it lost their disk soon after (power, with buffered durability, before
+/// the write-back; or death, before hand-off could copy the write elsewhere). W copies
+/// promise nothing once W disks are gone.
+fn disk_lost(evidence: &Evidence<'_>, op: &Op) -> bool {
+    let power_until = op.completed_ms + 2 * evidence.write_back_ms + 2_000;
+    let powered = if evidence.synced {
+        0
+    } else {
+        evidence
+            .power_losses
+            .iter()
+            .filter(|(_, at)| *at + 1_000 >= op.invoked_ms && *at <= power_until)
+            .count()
+    };
+    let death_until = op.completed_ms + 30_000;
+    let died = evidence
+        .deaths
         .iter()
-        .filter(|(_, at)| *at + 1_000 >= op.invoked_ms && *at <= until)
+        .filter(|(_, at)| *at + 1_000 >= op.invoked_ms && *at <= death_until)
         .count();
-    losses >= usize::from(op.quorum.max(1))
+    powered + died >= usize::from(op.quorum.max(1))
 }
 
 fn lost_writes(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<Violation>) {
     for op in evidence.ops.iter().filter(|op| op.ok()) {
         let OpKind::Put { value, .. } = &op.kind else { continue };
-        if op.ttl_ms().is_some() || lost_to_power(evidence, op) {
+        if op.ttl_ms().is_some() || disk_lost(evidence, op) {
             continue;
         }
         let present = final_siblings(evidence.finals, op.key)
@@ -484,7 +500,7 @@ fn fresh_reads(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<V
                 && u16::from(w.quorum) + u16::from(read.quorum) > u16::from(n)
                 && quiet(evidence.unquiet, w.invoked_ms, read.completed_ms)
                 && !may_have_expired(evidence, w, read.invoked_ms)
-                && !lost_to_power(evidence, w)
+                && !disk_lost(evidence, w)
         }) {
             match &write.kind {
                 OpKind::Put { value, .. } => {

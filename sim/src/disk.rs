@@ -88,8 +88,22 @@ struct DiskState {
     live: Arc<MemoryEngine>,
     durable: Image,
     pending: Vec<Change>,
-    /// Power losses suffered, and changes they threw away (for the log).
-    lost_changes: u64,
+}
+
+/// What a power loss threw away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LostTail {
+    /// Key states written but not synced.
+    pub key_states: usize,
+    /// Hint and metadata records written but not synced.
+    pub other: usize,
+}
+
+impl LostTail {
+    /// Every change lost.
+    pub fn total(&self) -> usize {
+        self.key_states + self.other
+    }
 }
 
 /// The simulated disk of one node (see the module docs). Cheap to share: the node's
@@ -112,7 +126,6 @@ impl SimDisk {
                 live: Arc::new(MemoryEngine::new()),
                 durable: Image::default(),
                 pending: Vec::new(),
-                lost_changes: 0,
             }),
         }
     }
@@ -148,13 +161,17 @@ impl SimDisk {
     }
 
     /// Power is lost: the unsynced tail of the log is gone and the engine shows the
-    /// durable image. Returns how many changes were lost. Call it only while the node is
-    /// down (its host crashed), as a real power loss also stops the process.
-    pub fn lose_power(&self) -> usize {
+    /// durable image. Returns what was lost. Call it only while the node is down (its
+    /// host crashed), as a real power loss also stops the process.
+    pub fn lose_power(&self) -> LostTail {
         let mut state = self.state();
-        let lost = state.pending.len();
-        state.pending.clear();
-        state.lost_changes += lost as u64;
+        let mut lost = LostTail::default();
+        for change in state.pending.drain(..) {
+            match change {
+                Change::Data(..) => lost.key_states += 1,
+                Change::Hint(..) | Change::Meta(..) => lost.other += 1,
+            }
+        }
         state.live = Arc::new(state.durable.restore());
         lost
     }
@@ -323,7 +340,7 @@ mod tests {
         put(&disk, &b, "1", Durability::Sync);
         put(&disk, &c, "1", Durability::Buffered);
         assert_eq!(disk.pending_changes(), 1);
-        assert_eq!(disk.lose_power(), 1);
+        assert_eq!(disk.lose_power().key_states, 1);
         assert_eq!(values(&disk, &a), 1, "flushed by the later synced write");
         assert_eq!(values(&disk, &b), 1);
         assert_eq!(values(&disk, &c), 0, "the unsynced tail is lost");
@@ -338,7 +355,7 @@ mod tests {
         assert_eq!(values(&disk, &a), 1, "visible before it is durable");
         disk.write_back();
         put(&disk, &a, "2", Durability::Buffered);
-        assert_eq!(disk.lose_power(), 1);
+        assert_eq!(disk.lose_power().total(), 1);
         assert_eq!(values(&disk, &a), 1, "the written-back state, not the lost second write");
     }
 }

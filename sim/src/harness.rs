@@ -189,6 +189,8 @@ struct Run {
     slots: Vec<NodeSlot>,
     shared: Rc<Shared>,
     power_losses: Vec<(usize, u64)>,
+    deaths: Vec<(usize, u64)>,
+    durability_breaches: Vec<Violation>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -224,6 +226,8 @@ impl Run {
                 over: Cell::new(false),
             }),
             power_losses: Vec::new(),
+            deaths: Vec::new(),
+            durability_breaches: Vec::new(),
         }
     }
 
@@ -351,9 +355,11 @@ impl Run {
             expected_members: &expected_members,
             synced: self.plan.durability == Durability::Sync,
             power_losses: &self.power_losses,
+            deaths: &self.deaths,
             write_back_ms: self.plan.write_back.as_millis() as u64,
             skew_bound_ms: &skew,
         }));
+        violations.append(&mut self.durability_breaches);
         let log = self.shared.log.borrow().clone();
         RunReport {
             plan: self.plan,
@@ -514,7 +520,27 @@ impl Run {
                 self.crash(sim, *node);
                 let lost = self.slots[*node].disk.lose_power();
                 self.power_losses.push((*node, now.as_millis() as u64));
-                self.log(now, format!("n{} lost {lost} unsynced log records", node + 1));
+                self.log(
+                    now,
+                    format!(
+                        "n{} lost {} unsynced key states and {} other log records",
+                        node + 1,
+                        lost.key_states,
+                        lost.other
+                    ),
+                );
+                // A node that syncs every write acknowledges nothing the disk could lose.
+                if self.plan.durability == Durability::Sync && lost.key_states > 0 {
+                    self.durability_breaches.push(Violation {
+                        kind: ViolationKind::LostSyncedWrite,
+                        detail: format!(
+                            "n{} is configured to sync, yet a power loss at {} ms took {} key states it had written",
+                            node + 1,
+                            now.as_millis(),
+                            lost.key_states
+                        ),
+                    });
+                }
             }
             Fault::Pause { node } => {
                 for other in self.hosts_besides(*node) {
@@ -539,6 +565,7 @@ impl Run {
             }
             Fault::Remove { node } => {
                 self.crash(sim, *node);
+                self.deaths.push((*node, now.as_millis() as u64));
                 self.slots[*node].membership = Membership::Removed;
                 let through = self.members().find(|m| !self.slots[*m].crashed).unwrap_or(0);
                 self.shared
@@ -599,6 +626,7 @@ impl Run {
             replicas: self.plan.replicas,
             durability: self.plan.durability,
             skew: self.plan.clocks.get(i).copied().unwrap_or_default(),
+            anti_entropy: self.plan.anti_entropy,
         };
         let boots = Rc::new(Cell::new(0u32));
         sim.host(node_name(i), move || {
@@ -734,6 +762,8 @@ pub(crate) struct NodeSpec {
     pub replicas: u8,
     pub durability: Durability,
     pub skew: crate::plan::ClockSkew,
+    /// Whether anti-entropy runs.
+    pub anti_entropy: bool,
 }
 
 pub(crate) struct NodeHost {
@@ -777,6 +807,10 @@ pub(crate) async fn run_node(host: NodeHost) -> turmoil::Result {
     };
     let mut config = node_config(i, me, join, host.spec.replicas);
     config.durability = host.spec.durability;
+    if !host.spec.anti_entropy {
+        // Hand-off and read repair are then the only ways a missed write comes back.
+        config.anti_entropy_interval = Duration::from_secs(24 * 3600);
+    }
     let skew = host.spec.skew;
     loop {
         let wall = (EPOCH_MS + now_ms()).saturating_add_signed(skew.offset_ms);

@@ -65,16 +65,10 @@ enum Command {
     },
     /// List the deliberate bugs `--bug` can switch on.
     Bugs,
-    /// Runs seeds `first, first+stride, ...` and prints one line per seed (used by
-    /// `explore`'s worker processes).
+    /// Runs the seeds read from stdin, one per line, and prints one result line per seed
+    /// (`explore`'s worker processes).
     #[command(hide = true)]
     Worker {
-        #[arg(long)]
-        first: u64,
-        #[arg(long)]
-        count: u64,
-        #[arg(long)]
-        stride: u64,
         #[arg(long, value_parser = parse_bug)]
         bug: Option<Bug>,
     },
@@ -168,15 +162,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Worker {
-            first,
-            count,
-            stride,
-            bug,
-        } => {
+        Command::Worker { bug } => {
             let stdout = std::io::stdout();
-            for i in 0..count {
-                let seed = first.checked_add(i.saturating_mul(stride)).context("seed overflows u64")?;
+            for line in std::io::stdin().lock().lines() {
+                let seed: u64 = line?.trim().parse().context("a worker reads one seed per line")?;
                 let report = run_seed(seed, RunOptions { bug });
                 let kinds: Vec<String> = report.violations.iter().map(|v| v.kind.to_string()).collect();
                 let first_violation = report.violations.first().map(|v| v.to_string()).unwrap_or_default();
@@ -228,6 +217,66 @@ fn print_plan(report: &RunReport) {
     }
 }
 
+/// Feeds seeds from `queue` to one worker process at a time, sending each result; a
+/// worker that dies mid-seed (a panic while unwinding aborts the process) is reported as
+/// a simulation error on that seed, and a new worker takes the rest.
+fn drive_worker(
+    exe: &std::path::Path,
+    queue: &std::sync::Mutex<std::ops::Range<u64>>,
+    results: &std::sync::mpsc::Sender<SeedResult>,
+    bug: Option<Bug>,
+) -> anyhow::Result<()> {
+    let next = || queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+    let mut seed = next();
+    while let Some(current) = seed {
+        let mut command = std::process::Command::new(exe);
+        command
+            .arg("worker")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some(bug) = bug {
+            command.args(["--bug", bug.name()]);
+        }
+        let mut child = command.spawn().context("cannot start a worker process")?;
+        let mut stdin = child.stdin.take().context("worker has no stdin")?;
+        let mut lines = BufReader::new(child.stdout.take().context("worker has no stdout")?).lines();
+        let mut at = current;
+        loop {
+            writeln!(stdin, "{at}")?;
+            stdin.flush()?;
+            match lines.next().and_then(Result::ok).and_then(|l| parse_worker_line(&l)) {
+                Some(result) => {
+                    if results.send(result).is_err() {
+                        return Ok(());
+                    }
+                }
+                None => {
+                    let _ = child.wait();
+                    let died = SeedResult {
+                        seed: at,
+                        simulated_ms: 0,
+                        kinds: vec![ViolationKind::SimulationError],
+                        first_violation: format!("simulation-error: the run of seed {at} aborted the process"),
+                    };
+                    let _ = results.send(died);
+                    seed = next();
+                    break;
+                }
+            }
+            match next() {
+                Some(following) => at = following,
+                None => {
+                    drop(stdin);
+                    let _ = child.wait();
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One seed's result as a worker reported it.
 struct SeedResult {
     seed: u64,
@@ -266,31 +315,12 @@ fn explore(first: u64, seeds: u64, jobs: usize, bug: Option<Bug>) -> anyhow::Res
     let started = Instant::now();
     let exe = std::env::current_exe().context("cannot find this executable to start workers")?;
     let jobs = jobs.min(usize::try_from(seeds).unwrap_or(usize::MAX)).max(1);
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(first..first + seeds));
     let (tx, rx) = std::sync::mpsc::channel::<SeedResult>();
-    let mut children = Vec::with_capacity(jobs);
-    for job in 0..jobs as u64 {
-        let count = seeds / jobs as u64 + u64::from(job < seeds % jobs as u64);
-        let mut command = std::process::Command::new(&exe);
-        command
-            .args(["worker", "--first", &(first + job).to_string()])
-            .args(["--count", &count.to_string(), "--stride", &jobs.to_string()])
-            .stdout(std::process::Stdio::piped());
-        if let Some(bug) = bug {
-            command.args(["--bug", bug.name()]);
-        }
-        let mut child = command.spawn().context("cannot start a worker process")?;
-        let stdout = child.stdout.take().context("worker has no stdout")?;
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(result) = parse_worker_line(&line) {
-                    if tx.send(result).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        children.push(child);
+    let mut drivers = Vec::with_capacity(jobs);
+    for _ in 0..jobs {
+        let (exe, queue, tx) = (exe.clone(), std::sync::Arc::clone(&queue), tx.clone());
+        drivers.push(std::thread::spawn(move || drive_worker(&exe, &queue, &tx, bug)));
     }
     drop(tx);
     let known = ringkv_sim::seed_lists::known_violations();
@@ -306,8 +336,11 @@ fn explore(first: u64, seeds: u64, jobs: usize, bug: Option<Bug>) -> anyhow::Res
             if ringkv_sim::seed_lists::all_known(result.seed, &result.kinds) {
                 known_seen += 1;
             } else {
-                for kind in &result.kinds {
-                    let entry = by_kind.entry(*kind).or_insert((0, result.seed));
+                let mut kinds = result.kinds.clone();
+                kinds.sort();
+                kinds.dedup();
+                for kind in kinds {
+                    let entry = by_kind.entry(kind).or_insert((0, result.seed));
                     entry.0 += 1;
                 }
                 failed.push(result);
@@ -318,8 +351,8 @@ fn explore(first: u64, seeds: u64, jobs: usize, bug: Option<Bug>) -> anyhow::Res
     }
     bar.finish();
     let mut workers_ok = true;
-    for mut child in children {
-        workers_ok &= child.wait().map(|s| s.success()).unwrap_or(false);
+    for driver in drivers {
+        workers_ok &= driver.join().map(|r| r.is_ok()).unwrap_or(false);
     }
     let wall = started.elapsed().as_secs_f64();
     println!(

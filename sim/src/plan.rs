@@ -193,6 +193,9 @@ pub struct Plan {
     pub clocks: Vec<ClockSkew>,
     /// Puts written with a TTL, per mille.
     pub ttl_per_mille: u32,
+    /// Whether anti-entropy runs (off in a quarter of the seeds: hinted hand-off and
+    /// read repair must then bring every missed write back on their own).
+    pub anti_entropy: bool,
     /// The fault schedule, sorted by start.
     pub faults: Vec<ScheduledFault>,
 }
@@ -232,6 +235,7 @@ impl Plan {
             })
             .collect();
         let ttl_per_mille = [0, 0, 100, 300][rng.random_range(0..4)];
+        let anti_entropy = rng.random_bool(0.75);
         let fault_count = rng.random_range(0..=5usize).min(FAULTS_MAX);
         let mut membership_changed = false;
         let mut faults: Vec<ScheduledFault> = Vec::with_capacity(fault_count);
@@ -254,6 +258,7 @@ impl Plan {
             write_back,
             clocks,
             ttl_per_mille,
+            anti_entropy,
             faults,
         }
     }

@@ -424,6 +424,7 @@ impl ScenarioRun {
                 replicas: self.scenario.replicas,
                 durability: self.scenario.durability,
                 skew: ClockSkew::default(),
+                anti_entropy: true,
             };
             let (gossip, boots, start) = (gossip.clone(), Rc::new(Cell::new(0u32)), Rc::new(Cell::new(true)));
             sim.host(node_name(i), move || {
@@ -612,7 +613,10 @@ impl ScenarioRun {
                 }
                 if matches!(step, Step::PowerLoss(_)) {
                     let lost = self.slots[*node].disk.lose_power();
-                    self.log(now, format!("n{} lost {lost} unsynced log records", node + 1));
+                    self.log(
+                        now,
+                        format!("n{} lost {} unsynced log records", node + 1, lost.total()),
+                    );
                 }
             }
             Step::Restart(node) => {

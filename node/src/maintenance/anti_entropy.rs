@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ringkv_ring::{NodeId, Position};
-use ringkv_storage::merkle::{differing_keys, LeafId};
+use ringkv_storage::merkle::differing_keys;
+use ringkv_storage::SegmentTrees;
 use ringkv_storage::{record, Key};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -53,6 +54,17 @@ pub(crate) enum ExchangeError {
     /// The local store failed.
     #[error("local store: {0}")]
     Store(#[from] StoreError),
+    /// The ring changed during the exchange, so its segments are not the ones it
+    /// compared; the next round starts over on the new ring.
+    #[error("the ring changed during the exchange")]
+    RingChanged,
+}
+
+/// The index of the segment ending at `end` in today's trees. Segments are named by their
+/// end across every await of an exchange: the trees are rebuilt when the ring changes,
+/// and an index taken before would then name another segment, or none.
+fn segment_index(trees: &SegmentTrees, end: Position) -> Result<usize, ExchangeError> {
+    trees.segment_ends().binary_search(&end).map_err(|_| ExchangeError::RingChanged)
 }
 
 /// Runs one anti-entropy exchange with `peer_id` and returns what it did.
@@ -82,10 +94,12 @@ pub(crate) async fn exchange(core: &Arc<NodeCore>, peer_id: &NodeId) -> Result<E
     for chunk in shared.chunks(SEGMENTS_PER_REQUEST_MAX) {
         let ends = chunk.iter().map(|(_, end)| *end).collect();
         let roots = peer.segment_roots(ends, deadline()).await?;
-        let mine: Vec<u64> = core
-            .store
-            .index()
-            .with(|trees| chunk.iter().map(|(i, _)| trees.root(*i)).collect());
+        let mine: Vec<u64> = core.store.index().with(|trees| {
+            chunk
+                .iter()
+                .map(|(_, end)| segment_index(trees, *end).map(|i| trees.root(i)))
+                .collect::<Result<_, _>>()
+        })?;
         differing_segments.extend(
             chunk
                 .iter()
@@ -96,7 +110,7 @@ pub(crate) async fn exchange(core: &Arc<NodeCore>, peer_id: &NodeId) -> Result<E
     }
     stats.segments_differing = differing_segments.len();
 
-    for (segment, end) in differing_segments {
+    for (_, end) in differing_segments {
         if stats.keys_repaired >= REPAIRS_PER_ROUND_MAX {
             break;
         }
@@ -104,10 +118,14 @@ pub(crate) async fn exchange(core: &Arc<NodeCore>, peer_id: &NodeId) -> Result<E
         let leaves = core
             .store
             .index()
-            .with(|trees| trees.differing_leaves(segment, &theirs));
+            .with(|trees| segment_index(trees, end).map(|segment| trees.differing_leaves(segment, &theirs)))?;
         for leaf in leaves {
             let theirs = peer.leaf_digests(end, leaf, deadline()).await?;
-            let mine = core.store.leaf_digests(LeafId { segment, leaf }).await?;
+            let mine = core
+                .store
+                .leaf_digests(end, leaf)
+                .await?
+                .ok_or(ExchangeError::RingChanged)?;
             let keys = differing_keys(&mine, &theirs);
             stats.keys_differing += keys.len();
             for key in keys {

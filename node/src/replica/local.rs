@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use ringkv_ring::{NodeId, Position};
-use ringkv_storage::merkle::LeafId;
 use ringkv_storage::{Key, KeyState};
 
 use super::{GcCheck, ReplicaError};
@@ -91,8 +90,10 @@ pub(super) async fn leaf_digests(
     end: Position,
     leaf: usize,
 ) -> Result<Vec<(Vec<u8>, u64)>, ReplicaError> {
-    let segment = segment(core, end)?;
-    Ok(core.store.leaf_digests(LeafId { segment, leaf }).await?)
+    core.store
+        .leaf_digests(end, leaf)
+        .await?
+        .ok_or(ReplicaError::NoSuchSegment { end })
 }
 
 pub(super) async fn gc_check(core: &Arc<NodeCore>, key: Key) -> Result<GcCheck, ReplicaError> {

@@ -283,9 +283,18 @@ impl LocalStore {
         self.run(|e, _| e.hint_counts()).await
     }
 
-    /// The keys this node stores in one hash-tree leaf, with their digests.
-    pub async fn leaf_digests(&self, leaf: LeafId) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
-        let (first, last) = self.index.with(|trees| trees.leaf_bounds(leaf));
+    /// The keys this node stores in leaf `leaf` of the segment ending at `end`, with their
+    /// digests; `None` when no segment ends at `end` (the ring changed): the segment is looked up
+    /// under the same lock that reads the leaf's bounds, so a rebuild in between cannot
+    /// make it name another segment.
+    pub async fn leaf_digests(&self, end: Position, leaf: usize) -> Result<Option<Vec<(Vec<u8>, u64)>>, StoreError> {
+        let bounds = self.index.with(|trees| {
+            let segment = trees.segment_ends().binary_search(&end).ok()?;
+            (leaf < ringkv_storage::SEGMENT_LEAVES).then(|| trees.leaf_bounds(LeafId { segment, leaf }))
+        });
+        let Some((first, last)) = bounds else {
+            return Ok(None);
+        };
         let intervals = if first <= last {
             vec![(first, last)]
         } else {
@@ -305,6 +314,6 @@ impl LocalStore {
                     .filter_map(|(k, s)| digest(&s).map(|d| (k.as_bytes().to_vec(), d))),
             );
         }
-        Ok(out)
+        Ok(Some(out))
     }
 }

@@ -55,7 +55,10 @@ impl NodeClock {
     pub fn wall_ms(&self) -> u64 {
         let elapsed_ms = self.start.elapsed().as_millis() as u64;
         let drift_ms = (i128::from(elapsed_ms) * i128::from(self.drift_ppm) / 1_000_000) as i64;
-        let read = self.start_wall_ms.saturating_add(elapsed_ms).saturating_add_signed(drift_ms);
+        let read = self
+            .start_wall_ms
+            .saturating_add(elapsed_ms)
+            .saturating_add_signed(drift_ms);
         read.saturating_add_signed(self.jump_ms.load(Ordering::Relaxed))
     }
 

@@ -91,8 +91,30 @@ fn shopper(prefix: &'static str, count: usize, acked: Acked) -> impl FnOnce(Clie
 
 type Shopping = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>;
 
-fn main() -> ExitCode {
-    let seed = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+/// What one run of the cart scenario shows.
+pub struct CartVerdict {
+    /// The scenario's own report (clients, ringkv's checks, the log).
+    pub report: ringkv_sim::scenario::ScenarioReport,
+    /// Adds the service acknowledged.
+    pub acked: BTreeSet<String>,
+    /// Items in the final cart (the union of its siblings).
+    pub cart: BTreeSet<String>,
+}
+
+impl CartVerdict {
+    /// Acknowledged adds missing from the final cart.
+    pub fn lost(&self) -> Vec<&String> {
+        self.acked.difference(&self.cart).collect()
+    }
+
+    /// Whether ringkv's checks passed and no acknowledged add was lost.
+    pub fn passed(&self) -> bool {
+        self.report.passed() && self.lost().is_empty()
+    }
+}
+
+/// Two shoppers add 12 items each while n1 is cut off and n2 crashes and restarts.
+pub fn run_cart(seed: u64) -> Result<CartVerdict, ringkv_sim::scenario::ScenarioError> {
     // The scenario runs on a thread of its own, so the record of acknowledged adds is
     // shared through a mutex.
     let acked: Acked = Arc::default();
@@ -106,29 +128,37 @@ fn main() -> ExitCode {
         .at(Duration::from_secs(2), Step::Crash(1))
         .at(Duration::from_secs(3), Step::Restart(1))
         .at(Duration::from_secs(4), Step::Heal)
-        .run();
-    let report = match report {
-        Ok(report) => report,
+        .run()?;
+    let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let cart = report
+        .final_values(CART)
+        .iter()
+        .flat_map(|v| decode(v).collect::<Vec<_>>())
+        .collect();
+    Ok(CartVerdict { report, acked, cart })
+}
+
+fn main() -> ExitCode {
+    let seed = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let verdict = match run_cart(seed) {
+        Ok(verdict) => verdict,
         Err(e) => {
             eprintln!("shopping_cart: {e}");
             return ExitCode::from(2);
         }
     };
-    let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let cart: BTreeSet<String> = report.final_values(CART).iter().flat_map(|v| decode(v).collect::<Vec<_>>()).collect();
-    let missing: Vec<&String> = acked.difference(&cart).collect();
-    print!("{report}");
+    print!("{}", verdict.report);
     println!(
-        "seed {seed}: {} adds acknowledged, final cart holds {} items in {} sibling(s), {} missing",
-        acked.len(),
-        cart.len(),
-        report.final_values(CART).len(),
-        missing.len()
+        "seed {seed}: {} adds acknowledged, the final cart holds {} items in {} sibling(s), {} lost",
+        verdict.acked.len(),
+        verdict.cart.len(),
+        verdict.report.final_values(CART).len(),
+        verdict.lost().len()
     );
-    if !missing.is_empty() {
-        println!("lost adds: {missing:?}");
+    if !verdict.lost().is_empty() {
+        println!("lost adds: {:?}", verdict.lost());
     }
-    if report.passed() && missing.is_empty() {
+    if verdict.passed() {
         println!("verdict: pass");
         ExitCode::SUCCESS
     } else {

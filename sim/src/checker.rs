@@ -49,13 +49,16 @@ pub enum ViolationKind {
     RingSplit,
     /// A node configured to sync lost key state it had written in a power loss.
     LostSyncedWrite,
+    /// With anti-entropy off, an acknowledged write is missing on one of its key's
+    /// replicas after healing: hinted hand-off should have brought it there.
+    UnreplicatedWrite,
     /// The simulation itself failed (a host's software returned an error).
     SimulationError,
 }
 
 impl ViolationKind {
     /// Every kind, in report order.
-    pub const ALL: [ViolationKind; 11] = [
+    pub const ALL: [ViolationKind; 12] = [
         ViolationKind::LostWrite,
         ViolationKind::Divergence,
         ViolationKind::Phantom,
@@ -66,6 +69,7 @@ impl ViolationKind {
         ViolationKind::ExpiredRead,
         ViolationKind::RingSplit,
         ViolationKind::LostSyncedWrite,
+        ViolationKind::UnreplicatedWrite,
         ViolationKind::SimulationError,
     ];
 
@@ -88,6 +92,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::ExpiredRead => "expired-read",
             ViolationKind::RingSplit => "ring-split",
             ViolationKind::LostSyncedWrite => "lost-synced-write",
+            ViolationKind::UnreplicatedWrite => "unreplicated-write",
             ViolationKind::SimulationError => "simulation-error",
         };
         f.write_str(name)
@@ -159,6 +164,10 @@ pub struct Evidence<'a> {
     pub write_back_ms: u64,
     /// The largest clock difference between nodes at a given simulated ms.
     pub skew_bound_ms: &'a dyn Fn(u64) -> u64,
+    /// Whether anti-entropy ran. Without it replicas may legitimately differ in writes
+    /// that failed part-way, so convergence is not required; every acknowledged write
+    /// must instead reach every replica, through the write itself or hinted hand-off.
+    pub anti_entropy: bool,
 }
 
 /// Dots of every value ever seen, and the write each dot names.
@@ -213,7 +222,8 @@ impl Causality {
         }
         match self.named.get(&(key, dot)) {
             None => {
-                self.named.insert((key, dot), (value.map(str::to_owned), place.to_owned()));
+                self.named
+                    .insert((key, dot), (value.map(str::to_owned), place.to_owned()));
             }
             Some((named, first)) if named.as_deref() != value => {
                 let show = |v: Option<&str>| v.map_or_else(|| "a delete".to_owned(), |v| v.to_owned());
@@ -222,7 +232,11 @@ impl Causality {
                     show(named.as_deref()),
                     show(value)
                 );
-                if !self.reused.iter().any(|v| v.detail.starts_with(&format!("k{key}: dot {dot_text} "))) {
+                if !self
+                    .reused
+                    .iter()
+                    .any(|v| v.detail.starts_with(&format!("k{key}: dot {dot_text} ")))
+                {
                     self.reused.push(Violation {
                         kind: ViolationKind::ReusedDot,
                         detail,
@@ -267,7 +281,11 @@ fn parse_dot(text: &str) -> Option<Dot> {
 /// The checks that need no history, only the cluster's final state: no dot names two
 /// writes, every replica of a key holds the same whole state, every member has the same
 /// ring. What a directed scenario (`crate::scenario`) reports.
-pub fn check_state(finals: &BTreeMap<usize, FinalKey>, rings: &[MemberRing], expected_members: &[String]) -> Vec<Violation> {
+pub fn check_state(
+    finals: &BTreeMap<usize, FinalKey>,
+    rings: &[MemberRing],
+    expected_members: &[String],
+) -> Vec<Violation> {
     let causality = Causality::learn(&[], finals);
     let none = |_: u64| 0;
     let evidence = Evidence {
@@ -282,6 +300,7 @@ pub fn check_state(finals: &BTreeMap<usize, FinalKey>, rings: &[MemberRing], exp
         deaths: &[],
         write_back_ms: 0,
         skew_bound_ms: &none,
+        anti_entropy: true,
     };
     let mut found = causality.reused.clone();
     convergence(&evidence, &mut found);
@@ -293,7 +312,11 @@ pub fn check_state(finals: &BTreeMap<usize, FinalKey>, rings: &[MemberRing], exp
 pub fn check(evidence: &Evidence<'_>) -> Vec<Violation> {
     let causality = Causality::learn(evidence.ops, evidence.finals);
     let mut found = causality.reused.clone();
-    convergence(evidence, &mut found);
+    if evidence.anti_entropy {
+        convergence(evidence, &mut found);
+    } else {
+        replicated_writes(evidence, &causality, &mut found);
+    }
     rings(evidence, &mut found);
     lost_writes(evidence, &causality, &mut found);
     exact_siblings(evidence, &causality, &mut found);
@@ -354,7 +377,9 @@ fn convergence(evidence: &Evidence<'_>, found: &mut Vec<Violation>) {
 }
 
 fn clock_text(state: &Option<KeyState>) -> String {
-    state.as_ref().map_or_else(|| "absent".to_owned(), |s| format!("{:?}", s.context()))
+    state
+        .as_ref()
+        .map_or_else(|| "absent".to_owned(), |s| format!("{:?}", s.context()))
 }
 
 fn rings(evidence: &Evidence<'_>, found: &mut Vec<Violation>) {
@@ -412,6 +437,16 @@ fn disk_lost(evidence: &Evidence<'_>, op: &Op) -> bool {
     powered + died >= usize::from(op.quorum.max(1))
 }
 
+/// Whether a write known to have taken effect covers the put of `value` (`op`).
+fn replaced(evidence: &Evidence<'_>, causality: &Causality, op: &Op, value: &str) -> bool {
+    evidence.ops.iter().any(|other| {
+        other.key == op.key
+            && !std::ptr::eq(other, op)
+            && took_effect(other, causality)
+            && other.write_context().is_some_and(|ctx| causality.covers(ctx, value))
+    })
+}
+
 fn lost_writes(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<Violation>) {
     for op in evidence.ops.iter().filter(|op| op.ok()) {
         let OpKind::Put { value, .. } = &op.kind else { continue };
@@ -421,13 +456,7 @@ fn lost_writes(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<V
         let present = final_siblings(evidence.finals, op.key)
             .iter()
             .any(|s| &s.value == value);
-        let covered = evidence.ops.iter().any(|other| {
-            other.key == op.key
-                && !std::ptr::eq(other, op)
-                && took_effect(other, causality)
-                && other.write_context().is_some_and(|ctx| causality.covers(ctx, value))
-        });
-        if !present && !covered {
+        if !present && !replaced(evidence, causality, op, value) {
             found.push(Violation {
                 kind: ViolationKind::LostWrite,
                 detail: format!(
@@ -539,6 +568,43 @@ fn fresh_reads(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<V
     }
 }
 
+/// Every acknowledged put that no write replaced is on every replica of its key at the
+/// end: shown, or covered by that replica's clock.
+fn replicated_writes(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<Violation>) {
+    for op in evidence.ops.iter().filter(|op| op.ok()) {
+        let OpKind::Put { value, .. } = &op.kind else { continue };
+        if op.ttl_ms().is_some() || disk_lost(evidence, op) || replaced(evidence, causality, op, value) {
+            continue;
+        }
+        let Some(dots) = causality.dots.get(value) else {
+            continue;
+        };
+        let Some(key) = evidence.finals.get(&op.key) else {
+            continue;
+        };
+        for (node, state) in &key.states {
+            let held = state.as_ref().is_some_and(|s| {
+                s.siblings().iter().any(|sib| dots.contains(&sib.dot()))
+                    || dots.iter().all(|d| s.context().contains(*d))
+            });
+            if !held {
+                found.push(Violation {
+                    kind: ViolationKind::UnreplicatedWrite,
+                    detail: format!(
+                        "k{}: {value} (c{} via {}, w={}, acked at {} ms) never reached replica n{}",
+                        op.key,
+                        op.client,
+                        op.via(),
+                        op.quorum,
+                        op.completed_ms,
+                        node + 1
+                    ),
+                });
+            }
+        }
+    }
+}
+
 /// Whether a put with a TTL may have expired by `at_ms` on some node's clock.
 fn may_have_expired(evidence: &Evidence<'_>, write: &Op, at_ms: u64) -> bool {
     write
@@ -557,8 +623,14 @@ fn future_contexts(evidence: &Evidence<'_>, causality: &Causality, found: &mut V
         if context.is_empty() {
             continue;
         }
-        for later in evidence.ops.iter().filter(|p| p.key == write.key && p.invoked_event > read_end) {
-            let OpKind::Put { value, .. } = &later.kind else { continue };
+        for later in evidence
+            .ops
+            .iter()
+            .filter(|p| p.key == write.key && p.invoked_event > read_end)
+        {
+            let OpKind::Put { value, .. } = &later.kind else {
+                continue;
+            };
             if causality.covers_any(context, value) {
                 found.push(Violation {
                     kind: ViolationKind::FutureContext,
@@ -567,7 +639,11 @@ fn future_contexts(evidence: &Evidence<'_>, causality: &Causality, found: &mut V
                          after the read that returned the context",
                         write.key,
                         write.client,
-                        if matches!(write.kind, OpKind::Delete { .. }) { "delete" } else { "put" },
+                        if matches!(write.kind, OpKind::Delete { .. }) {
+                            "delete"
+                        } else {
+                            "put"
+                        },
                         write.invoked_ms,
                         later.client,
                         later.invoked_ms
@@ -582,11 +658,15 @@ fn future_contexts(evidence: &Evidence<'_>, causality: &Causality, found: &mut V
 fn expired_reads(evidence: &Evidence<'_>, found: &mut Vec<Violation>) {
     let slack_ms = 1_000;
     for read in evidence.ops.iter().filter(|op| op.ok()) {
-        let Outcome::Read { siblings, .. } = &read.outcome else { continue };
+        let Outcome::Read { siblings, .. } = &read.outcome else {
+            continue;
+        };
         for shown in siblings {
-            let Some(write) = evidence.ops.iter().find(
-                |w| w.key == read.key && matches!(&w.kind, OpKind::Put { value, .. } if *value == shown.value),
-            ) else {
+            let Some(write) = evidence
+                .ops
+                .iter()
+                .find(|w| w.key == read.key && matches!(&w.kind, OpKind::Put { value, .. } if *value == shown.value))
+            else {
                 continue;
             };
             let Some(ttl) = write.ttl_ms() else { continue };

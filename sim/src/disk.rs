@@ -263,7 +263,13 @@ impl Engine for SimDisk {
         Ok(removed)
     }
 
-    fn put_hint(&self, target: &NodeId, key: &Key, state: &KeyState, durability: Durability) -> Result<(), EngineError> {
+    fn put_hint(
+        &self,
+        target: &NodeId,
+        key: &Key,
+        state: &KeyState,
+        durability: Durability,
+    ) -> Result<(), EngineError> {
         let live = self.live();
         live.put_hint(target, key, state, durability)?;
         let merged = live.hint(target, key)?;
@@ -283,7 +289,10 @@ impl Engine for SimDisk {
         let removed = self.live().remove_hint_if_unchanged(target, key, delivered)?;
         if removed {
             // The engine trait gives hint removal no durability; RocksDB writes it buffered.
-            self.log([Change::Hint(target.clone(), key.detached(), None)], Durability::Buffered);
+            self.log(
+                [Change::Hint(target.clone(), key.detached(), None)],
+                Durability::Buffered,
+            );
         }
         Ok(removed)
     }
@@ -356,6 +365,10 @@ mod tests {
         disk.write_back();
         put(&disk, &a, "2", Durability::Buffered);
         assert_eq!(disk.lose_power().total(), 1);
-        assert_eq!(values(&disk, &a), 1, "the written-back state, not the lost second write");
+        assert_eq!(
+            values(&disk, &a),
+            1,
+            "the written-back state, not the lost second write"
+        );
     }
 }

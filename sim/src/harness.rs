@@ -54,6 +54,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(3_000);
 /// How long an SDK operation may take, retries and backoff included.
 const SDK_TIMEOUT: Duration = Duration::from_millis(6_000);
+/// How long running members may disagree on the ring before it counts as a split (gossip
+/// spreads a change in about a second).
+pub const RING_SETTLE: Duration = Duration::from_secs(10);
+/// How often the harness compares the running members' rings.
+const RING_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long after a membership change reads are not held to read-your-writes (ranges
 /// move between owners meanwhile).
 const MEMBERSHIP_UNSETTLED: Duration = Duration::from_secs(30);
@@ -164,6 +169,48 @@ struct NodeSlot {
     membership: Membership,
 }
 
+/// Compares the running members' rings once a second; reports (once) a disagreement that
+/// lasts longer than [`RING_SETTLE`].
+#[derive(Default)]
+struct RingWatch {
+    next: Duration,
+    split_since: Option<Duration>,
+    reported: bool,
+}
+
+impl RingWatch {
+    fn check(&mut self, now: Duration, rings: impl FnOnce() -> Vec<MemberRing>) -> Option<Violation> {
+        if now < self.next || self.reported {
+            return None;
+        }
+        self.next = now + RING_CHECK_EVERY;
+        let rings = rings();
+        let agree = rings.windows(2).all(|pair| pair[0].members == pair[1].members);
+        if agree {
+            self.split_since = None;
+            return None;
+        }
+        let since = *self.split_since.get_or_insert(now);
+        if now.saturating_sub(since) < RING_SETTLE {
+            return None;
+        }
+        self.reported = true;
+        let views: Vec<String> = rings
+            .iter()
+            .map(|r| format!("n{} sees {:?}", r.node + 1, r.members))
+            .collect();
+        Some(Violation {
+            kind: ViolationKind::RingSplit,
+            detail: format!(
+                "running members have disagreed on the ring for {} ms (since {} ms): {}",
+                now.saturating_sub(since).as_millis(),
+                since.as_millis(),
+                views.join("; ")
+            ),
+        })
+    }
+}
+
 /// Something the operator host does with the SDK.
 enum OperatorCommand {
     /// Ask the node to leave.
@@ -256,6 +303,7 @@ impl Run {
         let mut pending: Vec<ScheduledFault> = self.plan.faults.clone();
         let mut unquiet: Vec<(u64, u64)> = Vec::new();
         let mut next_write_back = self.plan.write_back;
+        let mut rings = RingWatch::default();
         // Phase 1: the workload, with faults.
         loop {
             if let Err(e) = sim.step() {
@@ -267,6 +315,10 @@ impl Run {
             }
             let now = sim.elapsed();
             self.write_back_if_due(now, &mut next_write_back);
+            if let Some(split) = rings.check(now, || self.member_rings()) {
+                self.log(now, format!("ring split: {}", split.detail));
+                violations.push(split);
+            }
             if workload_start.is_none() && self.shared.ready_clients.get() == self.plan.clients.len() {
                 workload_start = Some(now);
                 self.log(now, "workload starts");
@@ -303,13 +355,19 @@ impl Run {
         }
         let ring = self.ring();
         let mut converged_after = None;
-        if violations.is_empty() {
+        if violations.iter().all(|v| v.kind != ViolationKind::SimulationError) {
             let deadline = workload_end + CONVERGE_MAX;
             let mut next_check = workload_end;
             while sim.elapsed() < deadline {
                 if sim.elapsed() >= next_check {
                     if self.converged(&ring) {
                         converged_after = Some(sim.elapsed() - workload_end);
+                        break;
+                    }
+                    // Without anti-entropy replicas may keep differing in failed writes;
+                    // the run is settled once every hint is handed off.
+                    if !self.plan.anti_entropy && sim.elapsed() >= workload_end + SETTLE && self.no_hints_left() {
+                        self.log(sim.elapsed(), "every hint handed off (anti-entropy is off)");
                         break;
                     }
                     next_check = sim.elapsed() + Duration::from_millis(250);
@@ -358,6 +416,7 @@ impl Run {
             deaths: &self.deaths,
             write_back_ms: self.plan.write_back.as_millis() as u64,
             skew_bound_ms: &skew,
+            anti_entropy: self.plan.anti_entropy,
         }));
         violations.append(&mut self.durability_breaches);
         let log = self.shared.log.borrow().clone();
@@ -444,6 +503,10 @@ impl Run {
                 (k, FinalKey { replicas, states })
             })
             .collect()
+    }
+
+    fn no_hints_left(&self) -> bool {
+        self.members().all(|m| self.slots[m].disk.hint_counts().is_empty())
     }
 
     fn converged(&self, ring: &Ring) -> bool {
@@ -560,7 +623,10 @@ impl Run {
             }
             Fault::Leave { node } => {
                 self.slots[*node].membership = Membership::Left;
-                self.shared.operator.borrow_mut().push_back(OperatorCommand::Leave(*node));
+                self.shared
+                    .operator
+                    .borrow_mut()
+                    .push_back(OperatorCommand::Leave(*node));
                 return false;
             }
             Fault::Remove { node } => {
@@ -854,6 +920,8 @@ fn node_config(i: usize, me: IpAddr, join: Vec<String>, replicas: u8) -> NodeCon
     config.gossip_listen = Some(SocketAddr::new(me, GOSSIP_PORT));
     config.join = join;
     config.replicas = replicas;
+    config.read_quorum = replicas / 2 + 1;
+    config.write_quorum = replicas / 2 + 1;
     config.gossip_interval = Duration::from_millis(100);
     config.gossip_dead_grace = GOSSIP_DEAD_GRACE;
     config.join_timeout = Duration::from_secs(30);
@@ -1002,7 +1070,10 @@ impl WorkloadClient {
         let kind = if roll < 40 {
             OpKind::Get
         } else if known && roll >= 85 {
-            let (context, from) = self.pick_context(key).or_else(|| self.contexts.get(&key).cloned()).unwrap_or_default();
+            let (context, from) = self
+                .pick_context(key)
+                .or_else(|| self.contexts.get(&key).cloned())
+                .unwrap_or_default();
             context_from = Some(from);
             OpKind::Delete { context }
         } else {
@@ -1067,7 +1138,13 @@ impl WorkloadClient {
         let call = async {
             match kind {
                 OpKind::Get => client
-                    .get_with(key_bytes(key), ReadOptions { consistency, timeout: None })
+                    .get_with(
+                        key_bytes(key),
+                        ReadOptions {
+                            consistency,
+                            timeout: None,
+                        },
+                    )
                     .await
                     .map(|r| {
                         let mut siblings: Vec<SeenSibling> = r

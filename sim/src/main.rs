@@ -192,7 +192,7 @@ fn print_plan(report: &RunReport) {
     let sdk = plan.clients.iter().filter(|c| **c == ClientKind::Sdk).count();
     println!(
         "plan: {} nodes (+{} joining later, N={}), {} clients ({sdk} through the SDK) x {} ops on {} keys, \
-         latency {:?}..{:?}, {:?} durability (write-back every {:?}), TTL on {}/1000 puts, clock skew up to {} ms, {} faults",
+         latency {:?}..{:?}, {:?} durability (write-back every {:?}), TTL on {}/1000 puts, clock skew up to {} ms, anti-entropy {}, {} faults",
         plan.nodes,
         plan.spares,
         plan.replicas,
@@ -205,6 +205,7 @@ fn print_plan(report: &RunReport) {
         plan.write_back,
         plan.ttl_per_mille,
         plan.skew_bound_ms(report.simulated),
+        if plan.anti_entropy { "on" } else { "off" },
         plan.faults.len()
     );
     for f in &plan.faults {
@@ -361,7 +362,10 @@ fn explore(first: u64, seeds: u64, jobs: usize, bug: Option<Bug>) -> anyhow::Res
         simulated_ms as f64 / 1000.0 / wall.max(1e-9)
     );
     if known_seen > 0 {
-        println!("{known_seen} seeds broke only what the known-violation list expects of them ({} listed)", known.len());
+        println!(
+            "{known_seen} seeds broke only what the known-violation list expects of them ({} listed)",
+            known.len()
+        );
     }
     if !workers_ok || done < seeds {
         println!("a worker process failed: {done} of {seeds} seeds reported");

@@ -213,7 +213,13 @@ impl Plan {
         let latency_curve = [1.5, 5.0, 10.0][rng.random_range(0..3)];
         let spares = usize::from(rng.random_bool(0.3));
         let clients = (0..client_count)
-            .map(|_| if rng.random_bool(0.4) { ClientKind::Sdk } else { ClientKind::Raw })
+            .map(|_| {
+                if rng.random_bool(0.4) {
+                    ClientKind::Sdk
+                } else {
+                    ClientKind::Raw
+                }
+            })
             .collect();
         let durability = if rng.random_bool(0.5) {
             ringkv_storage::Durability::Sync

@@ -71,6 +71,8 @@ pub const SCENARIO_RUN_MAX: Duration = Duration::from_secs(600);
 /// How long the healed cluster gets to agree.
 pub const SCENARIO_CONVERGE_MAX: Duration = Duration::from_secs(60);
 const FORM_MAX: Duration = Duration::from_secs(60);
+/// How often the kernel writes buffered log pages back in a scenario.
+pub const SCENARIO_WRITE_BACK: Duration = Duration::from_secs(5);
 
 /// What a scenario does to the cluster at a given time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,14 +314,14 @@ impl Scenario {
             let ok = match step {
                 Step::Partition(side) => side.iter().all(node_ok) && !side.is_empty() && side.len() < self.nodes,
                 Step::Heal => true,
-                Step::Crash(n) | Step::PowerLoss(n) | Step::Restart(n) | Step::Pause(n) | Step::Resume(n) => {
-                    node_ok(n)
-                }
+                Step::Crash(n) | Step::PowerLoss(n) | Step::Restart(n) | Step::Pause(n) | Step::Resume(n) => node_ok(n),
                 Step::ClockJump { node, .. } => node_ok(node),
                 Step::CutClient { client, node } => node_ok(node) && names.contains(&client.as_str()),
             };
             if !ok || *at > SCENARIO_RUN_MAX {
-                return invalid(format!("step {step:?} at {at:?} names a node or client that does not exist"));
+                return invalid(format!(
+                    "step {step:?} at {at:?} names a node or client that does not exist"
+                ));
             }
         }
         for client in &self.clients {
@@ -417,7 +419,11 @@ impl ScenarioRun {
         let gossip = GossipNet::new();
         for i in 0..self.scenario.nodes {
             let slot = &self.slots[i];
-            let (disk, clock, inspector) = (Arc::clone(&slot.disk), Rc::clone(&slot.clock), Rc::clone(&slot.inspector));
+            let (disk, clock, inspector) = (
+                Arc::clone(&slot.disk),
+                Rc::clone(&slot.clock),
+                Rc::clone(&slot.inspector),
+            );
             let spec = NodeSpec {
                 members_at_start: self.scenario.nodes,
                 hosts: self.scenario.nodes,
@@ -446,13 +452,14 @@ impl ScenarioRun {
             let (ready, results, nodes) = (Rc::clone(&self.ready), Rc::clone(&self.results), self.scenario.nodes);
             let seed = self.scenario.seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9);
             sim.client(spec.name.clone(), async move {
-                wait_for_cluster(nodes).await;
+                let formed = wait_for_cluster(nodes).await;
                 ready.set(ready.get() + 1);
                 while ready.get() < client_count {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 let endpoints = spec.nodes.unwrap_or_else(|| (0..nodes).collect());
                 let result = match sdk_client(&endpoints, seed) {
+                    _ if !formed => Err(format!("the cluster did not form within {FORM_MAX:?}")),
                     Ok(client) => (spec.code)(client).await,
                     Err(e) => Err(format!("cannot build the SDK client: {e}")),
                 };
@@ -465,9 +472,16 @@ impl ScenarioRun {
         let mut steps = std::collections::VecDeque::from(steps);
         let mut started = None;
         let client_deadline = SCENARIO_RUN_MAX + FORM_MAX;
+        let mut next_write_back = SCENARIO_WRITE_BACK;
         while self.results.borrow().len() < client_count {
             let step = sim.step();
             let now = sim.elapsed();
+            if now >= next_write_back {
+                for slot in &self.slots {
+                    slot.disk.write_back();
+                }
+                next_write_back = now + SCENARIO_WRITE_BACK;
+            }
             if let Err(e) = step {
                 // A client host whose code panicked ends the run for that client.
                 self.log(now, format!("simulation error: {e}"));
@@ -554,8 +568,11 @@ impl ScenarioRun {
     }
 
     fn ring(&self) -> Ring {
-        let members = (0..self.slots.len())
-            .filter_map(|i| NodeId::new(&node_name(i)).ok().map(|id| Member::new(id, ringkv_ring::VNODES_DEFAULT)));
+        let members = (0..self.slots.len()).filter_map(|i| {
+            NodeId::new(&node_name(i))
+                .ok()
+                .map(|id| Member::new(id, ringkv_ring::VNODES_DEFAULT))
+        });
         Ring::new(members).unwrap_or_else(|e| panic!("the scenario's nodes form a ring: {e}"))
     }
 
@@ -613,10 +630,7 @@ impl ScenarioRun {
                 }
                 if matches!(step, Step::PowerLoss(_)) {
                     let lost = self.slots[*node].disk.lose_power();
-                    self.log(
-                        now,
-                        format!("n{} lost {} unsynced log records", node + 1, lost.total()),
-                    );
+                    self.log(now, format!("n{} lost {} unsynced log records", node + 1, lost.total()));
                 }
             }
             Step::Restart(node) => {
@@ -687,8 +701,8 @@ impl ScenarioRun {
     }
 }
 
-/// Waits until every node reports every node up and alive.
-async fn wait_for_cluster(nodes: usize) {
+/// Waits until every node reports every node up and alive; returns whether they did.
+async fn wait_for_cluster(nodes: usize) -> bool {
     let network = Network::with_connector(Arc::new(TurmoilConnector));
     let mut channels: Vec<KvClient<_>> = (0..nodes)
         .map(|n| {
@@ -712,8 +726,9 @@ async fn wait_for_cluster(nodes: usize) {
             };
         }
         if formed {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    false
 }

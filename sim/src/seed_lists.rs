@@ -62,7 +62,27 @@ pub fn regression_seeds() -> Vec<u64> {
 /// Whether every kind a seed broke is known for that seed.
 pub fn all_known(seed: u64, kinds: &[ViolationKind]) -> bool {
     let known = known_violations();
-    !kinds.is_empty() && kinds.iter().all(|k| known.iter().any(|v| v.seed == seed && v.kind == *k))
+    !kinds.is_empty()
+        && kinds
+            .iter()
+            .all(|k| known.iter().any(|v| v.seed == seed && v.kind == *k))
+}
+
+/// Whether a run's violations include the evidence of a known, unfixed finding (a kind
+/// the known-violation list holds for some seed and only such findings produce:
+/// `reused-dot`, `future-context`, `ring-split`). Such a seed shows that finding again,
+/// with whatever else it broke as its consequence; a run without that evidence is a new
+/// bug. Once the findings are fixed the list is empty and nothing is attributed.
+pub fn shows_known_finding(kinds: &[ViolationKind]) -> bool {
+    const EVIDENCE: [ViolationKind; 3] = [
+        ViolationKind::ReusedDot,
+        ViolationKind::FutureContext,
+        ViolationKind::RingSplit,
+    ];
+    let known = known_violations();
+    kinds
+        .iter()
+        .any(|k| EVIDENCE.contains(k) && known.iter().any(|v| v.kind == *k))
 }
 
 #[cfg(test)]

@@ -191,7 +191,12 @@ impl KeyState {
         // state is behind what the client saw of this actor.
         let mut counter = self.clock.get(actor).max(context.get(actor)) + 1;
         if crate::injected_bug::active(crate::injected_bug::Bug::DotFromSiblings) {
-            let newest = self.siblings.iter().filter(|s| s.dot.actor == actor).map(|s| s.dot.counter).max();
+            let newest = self
+                .siblings
+                .iter()
+                .filter(|s| s.dot.actor == actor)
+                .map(|s| s.dot.counter)
+                .max();
             counter = newest.unwrap_or(0) + 1;
         }
         if self.is_empty() {

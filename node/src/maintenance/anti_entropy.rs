@@ -64,7 +64,10 @@ pub(crate) enum ExchangeError {
 /// end across every await of an exchange: the trees are rebuilt when the ring changes,
 /// and an index taken before would then name another segment, or none.
 fn segment_index(trees: &SegmentTrees, end: Position) -> Result<usize, ExchangeError> {
-    trees.segment_ends().binary_search(&end).map_err(|_| ExchangeError::RingChanged)
+    trees
+        .segment_ends()
+        .binary_search(&end)
+        .map_err(|_| ExchangeError::RingChanged)
 }
 
 /// Runs one anti-entropy exchange with `peer_id` and returns what it did.

@@ -19,9 +19,9 @@ pub(crate) mod merkle_index;
 use std::sync::Arc;
 
 use ringkv_ring::{NodeId, Position};
+use ringkv_storage::injected_bug::{self, Bug};
 use ringkv_storage::merkle::LeafId;
 use ringkv_storage::{Durability, Engine, EngineError, Key, KeyState, SCAN_PAGE_MAX};
-use ringkv_storage::injected_bug::{self, Bug};
 
 use self::group_commit::{GroupCommit, SyncError};
 use self::merkle_index::{digest, MerkleIndex};

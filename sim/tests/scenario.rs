@@ -1,0 +1,138 @@
+//! Directed scenarios (`ringkv_sim::scenario`): the builder runs the real SDK against a
+//! simulated cluster, applies its steps at their times, and reports the cluster checks;
+//! the shopping-cart example loses no acknowledged add under a partition and a crash.
+
+use std::time::Duration;
+
+use ringkv_client::{Consistency, Context, ReadOptions, WriteOptions};
+use ringkv_sim::scenario::{Scenario, ScenarioError, Step};
+use ringkv_storage::Durability;
+
+#[path = "../examples/shopping_cart.rs"]
+#[allow(dead_code)]
+mod shopping_cart;
+
+fn one() -> Option<Consistency> {
+    Some(Consistency::One)
+}
+
+#[test]
+fn a_write_on_each_side_of_a_partition_ends_as_two_siblings() {
+    let report = Scenario::new(11)
+        .nodes(3)
+        .client_of("left", &[0], |client| async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let options = WriteOptions {
+                consistency: one(),
+                ..WriteOptions::default()
+            };
+            client
+                .put_with("k", "left", &Context::empty(), options)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .client_of("right", &[2], |client| async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let options = WriteOptions {
+                consistency: one(),
+                ..WriteOptions::default()
+            };
+            client
+                .put_with("k", "right", &Context::empty(), options)
+                .await
+                .map_err(|e| e.to_string())?;
+            // After the heal, a read through the same node sees both.
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            let read = client
+                .get_with(
+                    "k",
+                    ReadOptions {
+                        consistency: Some(Consistency::All),
+                        timeout: None,
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if read.siblings.len() != 2 {
+                return Err(format!(
+                    "expected two siblings after the heal, read {:?}",
+                    read.siblings
+                ));
+            }
+            Ok(())
+        })
+        .at(Duration::from_secs(1), Step::Partition(vec![0]))
+        .at(Duration::from_secs(4), Step::Heal)
+        .run()
+        .expect("the scenario runs");
+    assert!(report.passed(), "{report}");
+    let mut values = report.final_values("k");
+    values.sort();
+    assert_eq!(values, vec!["left", "right"], "{report}");
+    assert!(
+        report.log.lines().iter().any(|l| l.contains("step: Partition")),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_power_loss_takes_an_unsynced_write_only_under_buffered_durability() {
+    // One node, one replica: the write's only copy is on the node that loses power.
+    let run = |durability| {
+        Scenario::new(5)
+            .nodes(1)
+            .replicas(1)
+            .durability(durability)
+            .client("writer", |client| async move {
+                let options = WriteOptions {
+                    consistency: one(),
+                    ..WriteOptions::default()
+                };
+                client
+                    .put_with("k", "v", &Context::empty(), options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok(())
+            })
+            .at(Duration::from_millis(500), Step::PowerLoss(0))
+            .at(Duration::from_secs(1), Step::Restart(0))
+            .run()
+            .expect("the scenario runs")
+    };
+    let synced = run(Durability::Sync);
+    assert_eq!(synced.final_values("k"), vec!["v"], "{synced}");
+    let buffered = run(Durability::Buffered);
+    assert!(buffered.final_values("k").is_empty(), "{buffered}");
+    assert!(
+        buffered.log.lines().iter().any(|l| l.contains("unsynced log records")),
+        "{buffered}"
+    );
+}
+
+#[test]
+fn a_malformed_scenario_is_refused() {
+    let no_clients = Scenario::new(1).run();
+    assert!(matches!(no_clients, Err(ScenarioError::Invalid(_))), "{no_clients:?}");
+    let bad_node = Scenario::new(1)
+        .nodes(3)
+        .client("c", |_client| async move { Ok(()) })
+        .at(Duration::from_secs(1), Step::Crash(3))
+        .run();
+    assert!(matches!(bad_node, Err(ScenarioError::Invalid(_))), "{bad_node:?}");
+}
+
+#[test]
+fn the_shopping_cart_loses_no_acknowledged_add() {
+    let verdict = shopping_cart::run_cart(1).expect("the cart scenario runs");
+    println!("{}", verdict.report);
+    assert!(verdict.acked.len() >= 12, "most adds succeed: {:?}", verdict.acked);
+    assert!(
+        verdict.lost().is_empty(),
+        "lost adds: {:?}\n{}",
+        verdict.lost(),
+        verdict.report
+    );
+    assert!(verdict.passed(), "{}", verdict.report);
+}

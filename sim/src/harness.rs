@@ -693,6 +693,7 @@ impl Run {
             durability: self.plan.durability,
             skew: self.plan.clocks.get(i).copied().unwrap_or_default(),
             anti_entropy: self.plan.anti_entropy,
+            configure: None,
         };
         let boots = Rc::new(Cell::new(0u32));
         sim.host(node_name(i), move || {
@@ -819,7 +820,7 @@ pub(crate) fn sdk_client(nodes: &[usize], seed: u64) -> Result<Client, ringkv_cl
 }
 
 /// What a node host needs to know of its cluster.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct NodeSpec {
     /// Members at the start (they join one after another through the first).
     pub members_at_start: usize,
@@ -830,6 +831,8 @@ pub(crate) struct NodeSpec {
     pub skew: crate::plan::ClockSkew,
     /// Whether anti-entropy runs.
     pub anti_entropy: bool,
+    /// A scenario's own changes to every node's configuration.
+    pub configure: Option<Arc<dyn Fn(&mut NodeConfig) + Send + Sync>>,
 }
 
 pub(crate) struct NodeHost {
@@ -876,6 +879,9 @@ pub(crate) async fn run_node(host: NodeHost) -> turmoil::Result {
     if !host.spec.anti_entropy {
         // Hand-off and read repair are then the only ways a missed write comes back.
         config.anti_entropy_interval = Duration::from_secs(24 * 3600);
+    }
+    if let Some(configure) = &host.spec.configure {
+        configure(&mut config);
     }
     let skew = host.spec.skew;
     loop {

@@ -50,7 +50,7 @@ use ringkv_client::proto::kv_client::KvClient;
 use ringkv_client::Client;
 use ringkv_node::clock::NodeClock;
 use ringkv_node::network::Network;
-use ringkv_node::Inspector;
+use ringkv_node::{Inspector, NodeConfig};
 use ringkv_ring::{Member, NodeId, Ring};
 use ringkv_storage::{Durability, Key, KeyState};
 use tonic::transport::Endpoint;
@@ -98,6 +98,9 @@ pub enum Step {
         /// The step (negative: backwards).
         delta_ms: i64,
     },
+    /// Records every node's stored state of every key under this label, for the test
+    /// to look at afterwards ([`ScenarioReport::snapshot`]).
+    Snapshot(String),
     /// The named client can no longer reach the node.
     CutClient {
         /// The client's name.
@@ -142,6 +145,7 @@ pub struct Scenario {
     latency: (Duration, Duration),
     clients: Vec<ClientSpec>,
     steps: Vec<(Duration, Step)>,
+    configure: Option<Arc<dyn Fn(&mut NodeConfig) + Send + Sync>>,
 }
 
 /// What a scenario run produced.
@@ -160,7 +164,12 @@ pub struct ScenarioReport {
     /// Steps, heals and final states, in order.
     pub log: EventLog,
     finals: BTreeMap<Bytes, Option<KeyState>>,
+    snapshots: BTreeMap<String, Snapshot>,
 }
+
+/// Every node's stored state of every key at one moment (`None`: the node holds no
+/// record of the key, or was down).
+pub type Snapshot = BTreeMap<Bytes, Vec<(usize, Option<KeyState>)>>;
 
 impl ScenarioReport {
     /// Whether every client succeeded, the cluster converged and no check failed.
@@ -177,9 +186,19 @@ impl ScenarioReport {
             .unwrap_or_default()
     }
 
-    /// Every key the cluster holds at the end, with its state on the first replica.
+    /// Every key the cluster holds at the end.
     pub fn final_keys(&self) -> impl Iterator<Item = &Bytes> {
         self.finals.keys()
+    }
+
+    /// What each node stored of `key` when the [`Step::Snapshot`] named `label` ran:
+    /// `(node, state)` for every node (empty if no such snapshot or no node held it).
+    pub fn snapshot(&self, label: &str, key: impl AsRef<[u8]>) -> Vec<(usize, Option<KeyState>)> {
+        self.snapshots
+            .get(label)
+            .and_then(|s| s.get(key.as_ref()))
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -222,7 +241,16 @@ impl Scenario {
             latency: (Duration::from_millis(1), Duration::from_millis(10)),
             clients: Vec::new(),
             steps: Vec::new(),
+            configure: None,
         }
+    }
+
+    /// Changes every node's configuration after the simulation's own settings (gossip
+    /// every 100 ms, 1 s request timeout, 2 s tombstone grace, anti-entropy every 500 ms;
+    /// see `sim/src/harness.rs`), for example to switch hinted hand-off off.
+    pub fn configure(mut self, configure: impl Fn(&mut NodeConfig) + Send + Sync + 'static) -> Scenario {
+        self.configure = Some(Arc::new(configure));
+        self
     }
 
     /// How many nodes (at most [`SCENARIO_NODES_MAX`]).
@@ -316,6 +344,7 @@ impl Scenario {
                 Step::Heal => true,
                 Step::Crash(n) | Step::PowerLoss(n) | Step::Restart(n) | Step::Pause(n) | Step::Resume(n) => node_ok(n),
                 Step::ClockJump { node, .. } => node_ok(node),
+                Step::Snapshot(_) => true,
                 Step::CutClient { client, node } => node_ok(node) && names.contains(&client.as_str()),
             };
             if !ok || *at > SCENARIO_RUN_MAX {
@@ -377,6 +406,7 @@ struct ScenarioRun {
     cuts: Vec<(String, usize)>,
     partitioned: Vec<(String, String)>,
     client_names: Vec<String>,
+    snapshots: BTreeMap<String, Snapshot>,
 }
 
 impl ScenarioRun {
@@ -400,6 +430,7 @@ impl ScenarioRun {
             results: Rc::new(RefCell::new(BTreeMap::new())),
             cuts: Vec::new(),
             partitioned: Vec::new(),
+            snapshots: BTreeMap::new(),
         }
     }
 
@@ -431,6 +462,7 @@ impl ScenarioRun {
                 durability: self.scenario.durability,
                 skew: ClockSkew::default(),
                 anti_entropy: true,
+                configure: self.scenario.configure.clone(),
             };
             let (gossip, boots, start) = (gossip.clone(), Rc::new(Cell::new(0u32)), Rc::new(Cell::new(true)));
             sim.host(node_name(i), move || {
@@ -564,6 +596,7 @@ impl ScenarioRun {
             simulated,
             log,
             finals: first_states,
+            snapshots: std::mem::take(&mut self.snapshots),
         })
     }
 
@@ -656,6 +689,20 @@ impl ScenarioRun {
             Step::CutClient { client, node } => {
                 sim.partition(client.as_str(), node_name(*node));
                 self.cuts.push((client.clone(), *node));
+            }
+            Step::Snapshot(label) => {
+                let snapshot = self
+                    .key_names()
+                    .into_iter()
+                    .filter_map(|name| {
+                        let key = ringkv_storage::Limits::default().key(name.clone()).ok()?;
+                        let states = (0..self.slots.len())
+                            .map(|n| (n, self.slots[n].disk.stored(&key).filter(|_| !self.slots[n].crashed)))
+                            .collect();
+                        Some((name, states))
+                    })
+                    .collect();
+                self.snapshots.insert(label.clone(), snapshot);
             }
         }
     }

@@ -136,3 +136,79 @@ fn the_shopping_cart_loses_no_acknowledged_add() {
     );
     assert!(verdict.passed(), "{}", verdict.report);
 }
+
+#[test]
+fn a_tombstone_outlives_a_replica_that_is_down_and_is_purged_everywhere_after() {
+    // Moved here from node/tests/anti_entropy.rs, where it waited on wall-clock sleeps:
+    // the node's tombstone grace is 2 s in the simulation.
+    let report = Scenario::new(3)
+        .nodes(3)
+        // n3 misses the delete, and with hints off nothing is queued for it: only
+        // anti-entropy can bring it the tombstone, and GC must wait for that.
+        .configure(|config| config.hinted_handoff = false)
+        .client("app", |client| async move {
+            let all = WriteOptions {
+                consistency: Some(Consistency::All),
+                ..WriteOptions::default()
+            };
+            client
+                .put_with("doomed", "v", &Context::empty(), all)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            // n3 is down from 1 s: the delete reaches n1 and n2 only.
+            let seen = client.get("doomed").await.map_err(|e| e.to_string())?;
+            client
+                .delete("doomed", &seen.context)
+                .await
+                .map_err(|e| e.to_string())?;
+            // n3 comes back at 8 s; give hand-off, anti-entropy and GC time.
+            tokio::time::sleep(Duration::from_secs(16)).await;
+            let everyone = ReadOptions {
+                consistency: Some(Consistency::All),
+                timeout: None,
+            };
+            let read = client.get_with("doomed", everyone).await.map_err(|e| e.to_string())?;
+            if !read.is_empty() {
+                return Err(format!("the deleted value came back: {:?}", read.siblings));
+            }
+            // Writing the key again with the context of its earlier life works, and that
+            // old context hides nothing of the new write.
+            client
+                .put_with("doomed", "reborn", &seen.context, all)
+                .await
+                .map_err(|e| e.to_string())?;
+            let read = client.get_with("doomed", everyone).await.map_err(|e| e.to_string())?;
+            if read.value().map(|v| v.as_ref()) != Some(b"reborn".as_ref()) {
+                return Err(format!("after the rewrite, read {:?}", read.siblings));
+            }
+            Ok(())
+        })
+        .at(Duration::from_secs(1), Step::Crash(2))
+        .at(
+            Duration::from_secs(7),
+            Step::Snapshot("n3 down, past the grace".to_owned()),
+        )
+        .at(Duration::from_secs(8), Step::Restart(2))
+        .at(Duration::from_secs(17), Step::Snapshot("after".to_owned()))
+        .run()
+        .expect("the scenario runs");
+    assert!(report.passed(), "{report}");
+    let down = report.snapshot("n3 down, past the grace", "doomed");
+    for (node, state) in down.iter().filter(|(node, _)| *node != 2) {
+        let state = state
+            .as_ref()
+            .unwrap_or_else(|| panic!("n{} purged the tombstone while n3 was down", node + 1));
+        assert!(
+            state.is_dead(u64::MAX / 2),
+            "n{} holds a tombstone: {state:?}",
+            node + 1
+        );
+    }
+    let after = report.snapshot("after", "doomed");
+    assert!(
+        after.iter().all(|(_, s)| s.is_none()),
+        "purged everywhere: {after:?}\n{report}"
+    );
+    assert_eq!(report.final_values("doomed"), vec!["reborn"], "{report}");
+}

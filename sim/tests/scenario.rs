@@ -212,3 +212,38 @@ fn a_tombstone_outlives_a_replica_that_is_down_and_is_purged_everywhere_after() 
     );
     assert_eq!(report.final_values("doomed"), vec!["reborn"], "{report}");
 }
+
+#[test]
+fn a_restarted_node_s_clock_continues_from_the_world_s_time() {
+    // The harness starts a restarted node's wall clock from the simulation's time: a
+    // restart must not step the clock back by the downtime (only a clock-jump fault
+    // may), or every crash would be a hidden clock fault.
+    let report = Scenario::new(9)
+        .nodes(3)
+        .client_of("via-n1", &[0], |client| async move {
+            let hlc_ms = |read: &ringkv_client::ReadResult| read.siblings.first().map(|s| s.hlc >> 16);
+            client
+                .put("before", "1", &Context::empty())
+                .await
+                .map_err(|e| e.to_string())?;
+            let before = client.get("before").await.map_err(|e| e.to_string())?;
+            // n1 is down from 1 s to 11 s.
+            tokio::time::sleep(Duration::from_secs(14)).await;
+            client
+                .put("after", "2", &Context::empty())
+                .await
+                .map_err(|e| e.to_string())?;
+            let after = client.get("after").await.map_err(|e| e.to_string())?;
+            match (hlc_ms(&before), hlc_ms(&after)) {
+                (Some(b), Some(a)) if a >= b + 13_000 => Ok(()),
+                (b, a) => Err(format!(
+                    "write times {b:?} then {a:?} ms: the restarted node's clock went back"
+                )),
+            }
+        })
+        .at(Duration::from_secs(1), Step::Crash(0))
+        .at(Duration::from_secs(11), Step::Restart(0))
+        .run()
+        .expect("the scenario runs");
+    assert!(report.passed(), "{report}");
+}

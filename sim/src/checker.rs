@@ -52,13 +52,16 @@ pub enum ViolationKind {
     /// With anti-entropy off, an acknowledged write is missing on one of its key's
     /// replicas after healing: hinted hand-off should have brought it there.
     UnreplicatedWrite,
+    /// At the end a member holds hints for a node that is no longer a member, or a node
+    /// left holding hints: nothing will ever deliver them.
+    OrphanedHint,
     /// The simulation itself failed (a host's software returned an error).
     SimulationError,
 }
 
 impl ViolationKind {
     /// Every kind, in report order.
-    pub const ALL: [ViolationKind; 12] = [
+    pub const ALL: [ViolationKind; 13] = [
         ViolationKind::LostWrite,
         ViolationKind::Divergence,
         ViolationKind::Phantom,
@@ -70,6 +73,7 @@ impl ViolationKind {
         ViolationKind::RingSplit,
         ViolationKind::LostSyncedWrite,
         ViolationKind::UnreplicatedWrite,
+        ViolationKind::OrphanedHint,
         ViolationKind::SimulationError,
     ];
 
@@ -93,6 +97,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::RingSplit => "ring-split",
             ViolationKind::LostSyncedWrite => "lost-synced-write",
             ViolationKind::UnreplicatedWrite => "unreplicated-write",
+            ViolationKind::OrphanedHint => "orphaned-hint",
             ViolationKind::SimulationError => "simulation-error",
         };
         f.write_str(name)
@@ -129,6 +134,44 @@ impl FinalKey {
         self.states.windows(2).all(|pair| pair[0].1 == pair[1].1)
             && self.replicas.windows(2).all(|pair| pair[0].1 == pair[1].1)
     }
+}
+
+/// The hints a node holds at the end of a run.
+#[derive(Debug, Clone)]
+pub struct HeldHints {
+    /// The node (index).
+    pub node: usize,
+    /// Whether it is still a member (`false`: it left).
+    pub member: bool,
+    /// `(target id, count)` for every target it holds hints for.
+    pub hints: Vec<(String, u64)>,
+}
+
+/// No hint is stranded: every hint a member holds is for a member, and a node that left
+/// handed all of its hints on.
+pub fn orphaned_hints(held: &[HeldHints], members: &[String]) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for node in held {
+        for (target, count) in &node.hints {
+            let stranded = !node.member || !members.contains(target);
+            if stranded && *count > 0 {
+                found.push(Violation {
+                    kind: ViolationKind::OrphanedHint,
+                    detail: format!(
+                        "n{} ({}) holds {count} hints for {target}{}",
+                        node.node + 1,
+                        if node.member { "a member" } else { "left the cluster" },
+                        if members.contains(target) {
+                            ""
+                        } else {
+                            ", which is no longer a member"
+                        }
+                    ),
+                });
+            }
+        }
+    }
+    found
 }
 
 /// What a member believes the ring is, at the end of the run.
@@ -195,7 +238,13 @@ impl Causality {
                 }
             }
         }
-        for (key, state) in finals {
+        causality.learn_states(finals, "the final state");
+        causality
+    }
+
+    fn learn_states(&mut self, views: &BTreeMap<usize, FinalKey>, when: &str) {
+        let causality = self;
+        for (key, state) in views {
             for (node, stored) in &state.states {
                 for sibling in stored.iter().flat_map(|s| s.siblings()) {
                     // An expired value becomes a tombstone under the same dot; what it
@@ -204,12 +253,11 @@ impl Causality {
                         continue;
                     }
                     let value = sibling.value().map(|v| String::from_utf8_lossy(v).into_owned());
-                    let place = format!("the final state of k{key} on n{}", node + 1);
+                    let place = format!("{when} of k{key} on n{}", node + 1);
                     causality.see(*key, &sibling.dot().to_string(), value.as_deref(), &place);
                 }
             }
         }
-        causality
     }
 
     fn see(&mut self, key: usize, dot_text: &str, value: Option<&str>, place: &str) {
@@ -281,12 +329,20 @@ fn parse_dot(text: &str) -> Option<Dot> {
 /// The checks that need no history, only the cluster's final state: no dot names two
 /// writes, every replica of a key holds the same whole state, every member has the same
 /// ring. What a directed scenario (`crate::scenario`) reports.
+///
+/// `observed` holds earlier views of the replicas (a scenario's snapshots): a dot that
+/// named one write there and another at the end was issued twice, even if the replicas
+/// agree by now.
 pub fn check_state(
     finals: &BTreeMap<usize, FinalKey>,
+    observed: &[BTreeMap<usize, FinalKey>],
     rings: &[MemberRing],
     expected_members: &[String],
 ) -> Vec<Violation> {
-    let causality = Causality::learn(&[], finals);
+    let mut causality = Causality::learn(&[], finals);
+    for view in observed {
+        causality.learn_states(view, "a snapshot");
+    }
     let none = |_: u64| 0;
     let evidence = Evidence {
         ops: &[],

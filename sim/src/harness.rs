@@ -10,7 +10,7 @@
 //! changes (leave, remove) through the SDK, as a person with the CLI would.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::{Arc, Weak};
@@ -30,11 +30,13 @@ use ringkv_storage::injected_bug::Bug;
 use ringkv_storage::{Durability, Engine, Limits};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::checker::{check, Evidence, FinalKey, MemberRing, Violation, ViolationKind};
+use crate::checker::{check, orphaned_hints, Evidence, FinalKey, HeldHints, MemberRing, Violation, ViolationKind};
 use crate::disk::SimDisk;
 use crate::history::{EventLog, Op, OpKind, Outcome, SeenSibling};
 use crate::network::{incoming, sdk_dialer, GossipNet, TurmoilConnector};
+use crate::operator::{Command, Operator, OPERATOR};
 use crate::plan::{ClientKind, Fault, Plan, ScheduledFault, GOSSIP_DEAD_GRACE};
+use crate::ring_watch::RingWatch;
 
 pub(crate) const GRPC_PORT: u16 = 7000;
 const GOSSIP_PORT: u16 = 7946;
@@ -54,16 +56,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(3_000);
 /// How long an SDK operation may take, retries and backoff included.
 const SDK_TIMEOUT: Duration = Duration::from_millis(6_000);
-/// How long running members may disagree on the ring before it counts as a split (gossip
-/// spreads a change in about a second).
-pub const RING_SETTLE: Duration = Duration::from_secs(10);
-/// How often the harness compares the running members' rings.
-const RING_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long after a membership change reads are not held to read-your-writes (ranges
 /// move between owners meanwhile).
 const MEMBERSHIP_UNSETTLED: Duration = Duration::from_secs(30);
 /// Host name of the operator (leave, remove).
-const OPERATOR: &str = "operator";
 
 /// What one run produced.
 #[derive(Debug)]
@@ -146,7 +142,7 @@ pub fn run_seed(seed: u64, options: RunOptions) -> RunReport {
 
 /// Where a node stands in the cluster, as the harness (the operator) knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Membership {
+pub(crate) enum Membership {
     /// Not started yet; a `Join` fault starts it.
     Spare,
     /// A member of the cluster.
@@ -169,66 +165,13 @@ struct NodeSlot {
     membership: Membership,
 }
 
-/// Compares the running members' rings once a second; reports (once) a disagreement that
-/// lasts longer than [`RING_SETTLE`].
-#[derive(Default)]
-struct RingWatch {
-    next: Duration,
-    split_since: Option<Duration>,
-    reported: bool,
-}
-
-impl RingWatch {
-    fn check(&mut self, now: Duration, rings: impl FnOnce() -> Vec<MemberRing>) -> Option<Violation> {
-        if now < self.next || self.reported {
-            return None;
-        }
-        self.next = now + RING_CHECK_EVERY;
-        let rings = rings();
-        let agree = rings.windows(2).all(|pair| pair[0].members == pair[1].members);
-        if agree {
-            self.split_since = None;
-            return None;
-        }
-        let since = *self.split_since.get_or_insert(now);
-        if now.saturating_sub(since) < RING_SETTLE {
-            return None;
-        }
-        self.reported = true;
-        let views: Vec<String> = rings
-            .iter()
-            .map(|r| format!("n{} sees {:?}", r.node + 1, r.members))
-            .collect();
-        Some(Violation {
-            kind: ViolationKind::RingSplit,
-            detail: format!(
-                "running members have disagreed on the ring for {} ms (since {} ms): {}",
-                now.saturating_sub(since).as_millis(),
-                since.as_millis(),
-                views.join("; ")
-            ),
-        })
-    }
-}
-
-/// Something the operator host does with the SDK.
-enum OperatorCommand {
-    /// Ask the node to leave.
-    Leave(usize),
-    /// Ask a member to remove the node.
-    Remove { node: usize, through: usize },
-}
-
 struct Shared {
-    log: RefCell<EventLog>,
+    log: Rc<RefCell<EventLog>>,
     ops: RefCell<Vec<Op>>,
     ready_clients: Cell<usize>,
     finished_clients: Cell<usize>,
     /// Counts operation invocations and completions, in the order they happen.
     events: Rc<Cell<u64>>,
-    operator: RefCell<VecDeque<OperatorCommand>>,
-    /// Set when the run is over (the operator host stops).
-    over: Cell<bool>,
 }
 
 struct Run {
@@ -238,6 +181,7 @@ struct Run {
     power_losses: Vec<(usize, u64)>,
     deaths: Vec<(usize, u64)>,
     durability_breaches: Vec<Violation>,
+    operator: Operator,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -264,17 +208,16 @@ impl Run {
             plan,
             slots,
             shared: Rc::new(Shared {
-                log: RefCell::new(EventLog::default()),
+                log: Rc::new(RefCell::new(EventLog::default())),
                 ops: RefCell::new(Vec::new()),
                 ready_clients: Cell::new(0),
                 finished_clients: Cell::new(0),
                 events: Rc::new(Cell::new(0)),
-                operator: RefCell::new(VecDeque::new()),
-                over: Cell::new(false),
             }),
             power_losses: Vec::new(),
             deaths: Vec::new(),
             durability_breaches: Vec::new(),
+            operator: Operator::default(),
         }
     }
 
@@ -296,7 +239,8 @@ impl Run {
         for c in 0..self.plan.clients.len() {
             self.add_client(&mut sim, c);
         }
-        self.add_operator(&mut sim);
+        self.operator
+            .start(&mut sim, self.plan.seed, Rc::clone(&self.shared.log));
         let mut violations = Vec::new();
         let mut workload_start = None;
         let mut active: Vec<ScheduledFault> = Vec::new();
@@ -391,7 +335,7 @@ impl Run {
             None => self.log(simulated, "did not converge"),
         }
         let rings = self.member_rings();
-        self.shared.over.set(true);
+        self.operator.stop();
         drop(sim);
         let finals = self.finals(&ring);
         for (key, state) in &finals {
@@ -419,6 +363,7 @@ impl Run {
             anti_entropy: self.plan.anti_entropy,
         }));
         violations.append(&mut self.durability_breaches);
+        violations.extend(orphaned_hints(&self.held_hints(), &expected_members));
         let log = self.shared.log.borrow().clone();
         RunReport {
             plan: self.plan,
@@ -501,6 +446,26 @@ impl Run {
                     .map(|(node, state)| (*node, live_siblings(state.as_ref())))
                     .collect();
                 (k, FinalKey { replicas, states })
+            })
+            .collect()
+    }
+
+    /// The hints every member, and every node that left, still holds.
+    fn held_hints(&self) -> Vec<HeldHints> {
+        (0..self.slots.len())
+            .filter_map(|node| {
+                let member = match self.slots[node].membership {
+                    Membership::Member => true,
+                    Membership::Left => false,
+                    Membership::Spare | Membership::Removed => return None,
+                };
+                let hints = self.slots[node]
+                    .disk
+                    .hint_counts()
+                    .into_iter()
+                    .map(|(target, count)| (target.to_string(), count))
+                    .collect();
+                Some(HeldHints { node, member, hints })
             })
             .collect()
     }
@@ -623,10 +588,7 @@ impl Run {
             }
             Fault::Leave { node } => {
                 self.slots[*node].membership = Membership::Left;
-                self.shared
-                    .operator
-                    .borrow_mut()
-                    .push_back(OperatorCommand::Leave(*node));
+                self.operator.order(Command::Leave(*node));
                 return false;
             }
             Fault::Remove { node } => {
@@ -634,10 +596,7 @@ impl Run {
                 self.deaths.push((*node, now.as_millis() as u64));
                 self.slots[*node].membership = Membership::Removed;
                 let through = self.members().find(|m| !self.slots[*m].crashed).unwrap_or(0);
-                self.shared
-                    .operator
-                    .borrow_mut()
-                    .push_back(OperatorCommand::Remove { node: *node, through });
+                self.operator.order(Command::Remove { node: *node, through });
                 return false;
             }
         }
@@ -738,43 +697,6 @@ impl Run {
                 }
             }
             shared.finished_clients.set(shared.finished_clients.get() + 1);
-            Ok(())
-        });
-    }
-
-    /// The operator: carries out leave and remove requests with the SDK, as a person
-    /// with the CLI would, retrying until the cluster accepts them.
-    fn add_operator(&self, sim: &mut turmoil::Sim<'_>) {
-        let shared = Rc::clone(&self.shared);
-        let seed = self.plan.seed;
-        sim.client(OPERATOR, async move {
-            while !shared.over.get() {
-                let command = shared.operator.borrow_mut().pop_front();
-                let Some(command) = command else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let (target, what) = match &command {
-                    OperatorCommand::Leave(node) => (*node, format!("n{} leave", node + 1)),
-                    OperatorCommand::Remove { node, through } => (*through, format!("remove n{}", node + 1)),
-                };
-                let client = sdk_client(&[target], seed ^ 0x0be7)?;
-                for attempt in 0..20u32 {
-                    let result = match &command {
-                        OperatorCommand::Leave(_) => client.leave().await.map(|_| ()),
-                        OperatorCommand::Remove { node, .. } => client.remove_node(&node_name(*node)).await,
-                    };
-                    let line = match &result {
-                        Ok(()) => format!("operator: {what} accepted"),
-                        Err(e) => format!("operator: {what} failed (attempt {}): {e}", attempt + 1),
-                    };
-                    shared.log.borrow_mut().push(now_ms(), line);
-                    if result.is_ok() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1_000)).await;
-                }
-            }
             Ok(())
         });
     }

@@ -55,12 +55,14 @@ use ringkv_ring::{Member, NodeId, Ring};
 use ringkv_storage::{Durability, Key, KeyState};
 use tonic::transport::Endpoint;
 
-use crate::checker::{check_state, FinalKey, MemberRing, Violation, ViolationKind};
+use crate::checker::{check_state, orphaned_hints, FinalKey, HeldHints, MemberRing, Violation, ViolationKind};
 use crate::disk::SimDisk;
-use crate::harness::{live_siblings, node_name, run_node, sdk_client, NodeHost, NodeSpec, GRPC_PORT};
+use crate::harness::{live_siblings, node_name, run_node, sdk_client, Membership, NodeHost, NodeSpec, GRPC_PORT};
 use crate::history::EventLog;
 use crate::network::{GossipNet, TurmoilConnector};
+use crate::operator::{Command, Operator, OPERATOR};
 use crate::plan::ClockSkew;
+use crate::ring_watch::RingWatch;
 
 /// Nodes in a scenario, at most.
 pub const SCENARIO_NODES_MAX: usize = 9;
@@ -71,7 +73,7 @@ pub const SCENARIO_RUN_MAX: Duration = Duration::from_secs(600);
 /// How long the healed cluster gets to agree.
 pub const SCENARIO_CONVERGE_MAX: Duration = Duration::from_secs(60);
 const FORM_MAX: Duration = Duration::from_secs(60);
-/// How often the kernel writes buffered log pages back in a scenario.
+/// How often the kernel writes buffered log pages back in a scenario, by default.
 pub const SCENARIO_WRITE_BACK: Duration = Duration::from_secs(5);
 
 /// What a scenario does to the cluster at a given time.
@@ -101,6 +103,17 @@ pub enum Step {
     /// Records every node's stored state of every key under this label, for the test
     /// to look at afterwards ([`ScenarioReport::snapshot`]).
     Snapshot(String),
+    /// Messages between two nodes are dropped, both ways, until [`Step::Heal`].
+    Cut(usize, usize),
+    /// A spare node (an index at or above [`Scenario::nodes`]) starts and joins.
+    Join(usize),
+    /// The member leaves the cluster on an operator's request (through the SDK).
+    Leave(usize),
+    /// The member dies for good and an operator removes it through another member.
+    Remove(usize),
+    /// An operator removes the member through another member while its process still
+    /// runs (it may only be cut off): what an operator does who believes it dead.
+    RemoveAlive(usize),
     /// The named client can no longer reach the node.
     CutClient {
         /// The client's name.
@@ -140,6 +153,8 @@ struct ClientSpec {
 pub struct Scenario {
     seed: u64,
     nodes: usize,
+    spares: usize,
+    write_back: Duration,
     replicas: u8,
     durability: Durability,
     latency: (Duration, Duration),
@@ -236,6 +251,8 @@ impl Scenario {
         Scenario {
             seed,
             nodes: 3,
+            spares: 0,
+            write_back: SCENARIO_WRITE_BACK,
             replicas: 3,
             durability: Durability::Buffered,
             latency: (Duration::from_millis(1), Duration::from_millis(10)),
@@ -259,6 +276,13 @@ impl Scenario {
         self
     }
 
+    /// Nodes that exist but are not members until a [`Step::Join`] starts them (their
+    /// indexes follow the members'). At most [`SCENARIO_NODES_MAX`] nodes in all.
+    pub fn spares(mut self, spares: usize) -> Scenario {
+        self.spares = spares;
+        self
+    }
+
     /// Replicas per key (N).
     pub fn replicas(mut self, replicas: u8) -> Scenario {
         self.replicas = replicas;
@@ -268,6 +292,13 @@ impl Scenario {
     /// How the nodes write to disk (what a [`Step::PowerLoss`] can take).
     pub fn durability(mut self, durability: Durability) -> Scenario {
         self.durability = durability;
+        self
+    }
+
+    /// How often the kernel writes buffered log pages back to disk (default
+    /// [`SCENARIO_WRITE_BACK`]); a buffered write is lost in a power loss only until then.
+    pub fn write_back(mut self, every: Duration) -> Scenario {
+        self.write_back = every;
         self
     }
 
@@ -317,8 +348,12 @@ impl Scenario {
 
     fn validate(&self) -> Result<(), ScenarioError> {
         let invalid = |why: String| Err(ScenarioError::Invalid(why));
-        if !(1..=SCENARIO_NODES_MAX).contains(&self.nodes) {
-            return invalid(format!("{} nodes; 1 to {SCENARIO_NODES_MAX} are allowed", self.nodes));
+        let hosts = self.nodes + self.spares;
+        if self.nodes == 0 || hosts > SCENARIO_NODES_MAX {
+            return invalid(format!(
+                "{} nodes and {} spares; 1 to {SCENARIO_NODES_MAX} in all are allowed",
+                self.nodes, self.spares
+            ));
         }
         if self.replicas == 0 || usize::from(self.replicas) > self.nodes {
             return invalid(format!("{} replicas on {} nodes", self.replicas, self.nodes));
@@ -338,13 +373,16 @@ impl Scenario {
             return invalid("client names must be unique, non-empty and not start with 'n' (node hosts)".to_owned());
         }
         for (at, step) in &self.steps {
-            let node_ok = |n: &usize| *n < self.nodes;
+            let node_ok = |n: &usize| *n < hosts;
             let ok = match step {
-                Step::Partition(side) => side.iter().all(node_ok) && !side.is_empty() && side.len() < self.nodes,
+                Step::Partition(side) => side.iter().all(node_ok) && !side.is_empty() && side.len() < hosts,
                 Step::Heal => true,
                 Step::Crash(n) | Step::PowerLoss(n) | Step::Restart(n) | Step::Pause(n) | Step::Resume(n) => node_ok(n),
                 Step::ClockJump { node, .. } => node_ok(node),
                 Step::Snapshot(_) => true,
+                Step::Cut(a, b) => node_ok(a) && node_ok(b) && a != b,
+                Step::Join(n) => *n >= self.nodes && node_ok(n),
+                Step::Leave(n) | Step::Remove(n) | Step::RemoveAlive(n) => node_ok(n),
                 Step::CutClient { client, node } => node_ok(node) && names.contains(&client.as_str()),
             };
             if !ok || *at > SCENARIO_RUN_MAX {
@@ -355,7 +393,7 @@ impl Scenario {
         }
         for client in &self.clients {
             if let Some(nodes) = &client.nodes {
-                if nodes.is_empty() || nodes.iter().any(|n| *n >= self.nodes) {
+                if nodes.is_empty() || nodes.iter().any(|n| *n >= hosts) {
                     return invalid(format!("client {} names nodes that do not exist", client.name));
                 }
             }
@@ -393,8 +431,10 @@ struct Slot {
     disk: Arc<SimDisk>,
     clock: Rc<RefCell<Weak<NodeClock>>>,
     inspector: Rc<RefCell<Option<Inspector>>>,
+    start: Rc<Cell<bool>>,
     crashed: bool,
     paused: bool,
+    membership: Membership,
 }
 
 struct ScenarioRun {
@@ -407,17 +447,26 @@ struct ScenarioRun {
     partitioned: Vec<(String, String)>,
     client_names: Vec<String>,
     snapshots: BTreeMap<String, Snapshot>,
+    operator: Operator,
+    ring_watch: RingWatch,
+    violations: Vec<Violation>,
 }
 
 impl ScenarioRun {
     fn new(scenario: Scenario) -> ScenarioRun {
-        let slots = (0..scenario.nodes)
-            .map(|_| Slot {
+        let slots = (0..scenario.nodes + scenario.spares)
+            .map(|i| Slot {
                 disk: Arc::new(SimDisk::new()),
                 clock: Rc::new(RefCell::new(Weak::new())),
                 inspector: Rc::new(RefCell::new(None)),
+                start: Rc::new(Cell::new(i < scenario.nodes)),
                 crashed: false,
                 paused: false,
+                membership: if i < scenario.nodes {
+                    Membership::Member
+                } else {
+                    Membership::Spare
+                },
             })
             .collect();
         let client_names = scenario.clients.iter().map(|c| c.name.clone()).collect();
@@ -431,6 +480,9 @@ impl ScenarioRun {
             cuts: Vec::new(),
             partitioned: Vec::new(),
             snapshots: BTreeMap::new(),
+            operator: Operator::default(),
+            ring_watch: RingWatch::default(),
+            violations: Vec::new(),
         }
     }
 
@@ -448,8 +500,9 @@ impl ScenarioRun {
             .tcp_capacity(1024)
             .build();
         let gossip = GossipNet::new();
-        for i in 0..self.scenario.nodes {
+        for i in 0..self.slots.len() {
             let slot = &self.slots[i];
+            let start = Rc::clone(&slot.start);
             let (disk, clock, inspector) = (
                 Arc::clone(&slot.disk),
                 Rc::clone(&slot.clock),
@@ -457,14 +510,14 @@ impl ScenarioRun {
             );
             let spec = NodeSpec {
                 members_at_start: self.scenario.nodes,
-                hosts: self.scenario.nodes,
+                hosts: self.slots.len(),
                 replicas: self.scenario.replicas,
                 durability: self.scenario.durability,
                 skew: ClockSkew::default(),
                 anti_entropy: true,
                 configure: self.scenario.configure.clone(),
             };
-            let (gossip, boots, start) = (gossip.clone(), Rc::new(Cell::new(0u32)), Rc::new(Cell::new(true)));
+            let (gossip, boots) = (gossip.clone(), Rc::new(Cell::new(0u32)));
             sim.host(node_name(i), move || {
                 run_node(NodeHost {
                     index: i,
@@ -478,6 +531,8 @@ impl ScenarioRun {
                 })
             });
         }
+        self.operator.start(&mut sim, self.scenario.seed, Rc::clone(&self.log));
+        let hosts = self.slots.len();
         let clients = std::mem::take(&mut self.scenario.clients);
         let client_count = clients.len();
         for (index, spec) in clients.into_iter().enumerate() {
@@ -489,7 +544,7 @@ impl ScenarioRun {
                 while ready.get() < client_count {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                let endpoints = spec.nodes.unwrap_or_else(|| (0..nodes).collect());
+                let endpoints = spec.nodes.unwrap_or_else(|| (0..hosts).collect());
                 let result = match sdk_client(&endpoints, seed) {
                     _ if !formed => Err(format!("the cluster did not form within {FORM_MAX:?}")),
                     Ok(client) => (spec.code)(client).await,
@@ -504,7 +559,7 @@ impl ScenarioRun {
         let mut steps = std::collections::VecDeque::from(steps);
         let mut started = None;
         let client_deadline = SCENARIO_RUN_MAX + FORM_MAX;
-        let mut next_write_back = SCENARIO_WRITE_BACK;
+        let mut next_write_back = self.scenario.write_back;
         while self.results.borrow().len() < client_count {
             let step = sim.step();
             let now = sim.elapsed();
@@ -512,7 +567,7 @@ impl ScenarioRun {
                 for slot in &self.slots {
                     slot.disk.write_back();
                 }
-                next_write_back = now + SCENARIO_WRITE_BACK;
+                next_write_back = now + self.scenario.write_back;
             }
             if let Err(e) = step {
                 // A client host whose code panicked ends the run for that client.
@@ -522,6 +577,11 @@ impl ScenarioRun {
             if started.is_none() && self.ready.get() == client_count {
                 started = Some(now);
                 self.log(now, "clients start");
+            }
+            let slots = &self.slots;
+            if let Some(split) = self.ring_watch.check(now, || member_rings(slots)) {
+                self.log(now, format!("ring split: {}", split.detail));
+                self.violations.push(split);
             }
             if let Some(start) = started {
                 while steps.front().is_some_and(|(at, _)| start + *at <= now) {
@@ -552,23 +612,19 @@ impl ScenarioRun {
             sim.step().map_err(|e| ScenarioError::Failed(e.to_string()))?;
         }
         let simulated = sim.elapsed();
-        let rings: Vec<MemberRing> = (0..self.slots.len())
-            .filter_map(|node| {
-                let inspector = self.slots[node].inspector.borrow();
-                let ring = inspector.as_ref()?.ring();
-                let mut members: Vec<String> = ring.members().iter().map(|m| m.id.to_string()).collect();
-                members.sort();
-                Some(MemberRing { node, members })
-            })
-            .collect();
+        let rings = self.member_rings();
+        self.operator.stop();
         drop(sim);
         let finals = self.finals(&ring);
         let names = self.key_names();
         for (index, name) in names.iter().enumerate() {
             self.log(simulated, format!("k{index} is {}", String::from_utf8_lossy(name)));
         }
-        let expected: Vec<String> = (0..self.slots.len()).map(node_name).collect();
-        let mut violations = check_state(&finals, &rings, &expected);
+        let expected = self.expected_members();
+        let mut violations = std::mem::take(&mut self.violations);
+        let observed = self.observed_states(&names);
+        violations.extend(check_state(&finals, &observed, &rings, &expected));
+        violations.extend(orphaned_hints(&self.held_hints(), &expected));
         if converged_after.is_none() {
             violations.push(Violation {
                 kind: ViolationKind::Divergence,
@@ -600,13 +656,71 @@ impl ScenarioRun {
         })
     }
 
+    fn members(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.slots.len()).filter(|i| self.slots[*i].membership == Membership::Member)
+    }
+
+    fn expected_members(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.members().map(node_name).collect();
+        ids.sort();
+        ids
+    }
+
+    /// What each running member believes the ring is.
+    fn member_rings(&self) -> Vec<MemberRing> {
+        member_rings(&self.slots)
+    }
+
+    /// The hints every member, and every node that left, still holds.
+    fn held_hints(&self) -> Vec<HeldHints> {
+        (0..self.slots.len())
+            .filter_map(|node| {
+                let member = match self.slots[node].membership {
+                    Membership::Member => true,
+                    Membership::Left => false,
+                    Membership::Spare | Membership::Removed => return None,
+                };
+                let hints = self.slots[node]
+                    .disk
+                    .hint_counts()
+                    .into_iter()
+                    .map(|(target, count)| (target.to_string(), count))
+                    .collect();
+                Some(HeldHints { node, member, hints })
+            })
+            .collect()
+    }
+
     fn ring(&self) -> Ring {
-        let members = (0..self.slots.len()).filter_map(|i| {
+        let members = self.members().filter_map(|i| {
             NodeId::new(&node_name(i))
                 .ok()
                 .map(|id| Member::new(id, ringkv_ring::VNODES_DEFAULT))
         });
         Ring::new(members).unwrap_or_else(|e| panic!("the scenario's nodes form a ring: {e}"))
+    }
+
+    /// The snapshots' states, indexed like the finals (`names`), for the checks.
+    fn observed_states(&self, names: &[Bytes]) -> Vec<BTreeMap<usize, FinalKey>> {
+        self.snapshots
+            .values()
+            .map(|snapshot| {
+                snapshot
+                    .iter()
+                    .filter_map(|(name, states)| {
+                        let index = names.iter().position(|n| n == name)?;
+                        let replicas = states.iter().map(|(n, s)| (*n, live_siblings(s.as_ref()))).collect();
+                        Some((
+                            index,
+                            FinalKey {
+                                replicas,
+                                states: states.clone(),
+                            },
+                        ))
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Every key any node holds, sorted.
@@ -667,7 +781,7 @@ impl ScenarioRun {
                 }
             }
             Step::Restart(node) => {
-                if self.slots[*node].crashed {
+                if self.slots[*node].crashed && self.slots[*node].membership == Membership::Member {
                     sim.bounce(node_name(*node));
                     self.slots[*node].crashed = false;
                 }
@@ -690,6 +804,37 @@ impl ScenarioRun {
                 sim.partition(client.as_str(), node_name(*node));
                 self.cuts.push((client.clone(), *node));
             }
+            Step::Cut(a, b) => {
+                sim.partition(node_name(*a), node_name(*b));
+                self.partitioned.push((node_name(*a), node_name(*b)));
+            }
+            Step::Join(node) => {
+                if self.slots[*node].membership == Membership::Spare {
+                    self.slots[*node].start.set(true);
+                    self.slots[*node].membership = Membership::Member;
+                }
+            }
+            Step::Leave(node) => {
+                if self.slots[*node].membership == Membership::Member {
+                    self.slots[*node].membership = Membership::Left;
+                    self.operator.order(Command::Leave(*node));
+                }
+            }
+            Step::Remove(node) | Step::RemoveAlive(node) => {
+                if self.slots[*node].membership == Membership::Member {
+                    if matches!(step, Step::Remove(_)) && !self.slots[*node].crashed {
+                        sim.crash(node_name(*node));
+                        self.slots[*node].crashed = true;
+                        *self.slots[*node].inspector.borrow_mut() = None;
+                    }
+                    self.slots[*node].membership = Membership::Removed;
+                    let through = self
+                        .members()
+                        .find(|m| !self.slots[*m].crashed && !self.partitioned_from_others(*m))
+                        .unwrap_or(0);
+                    self.operator.order(Command::Remove { node: *node, through });
+                }
+            }
             Step::Snapshot(label) => {
                 let snapshot = self
                     .key_names()
@@ -707,11 +852,18 @@ impl ScenarioRun {
         }
     }
 
+    /// Whether a partition or cut of this scenario isolates the node from some node.
+    fn partitioned_from_others(&self, node: usize) -> bool {
+        let name = node_name(node);
+        self.partitioned.iter().any(|(a, b)| *a == name || *b == name)
+    }
+
     fn others(&self, node: usize) -> Vec<String> {
         (0..self.slots.len())
             .filter(|n| *n != node)
             .map(node_name)
             .chain(self.client_names.iter().cloned())
+            .chain(std::iter::once(OPERATOR.to_owned()))
             .collect()
     }
 
@@ -740,12 +892,26 @@ impl ScenarioRun {
         self.log(now, "clients done: healing everything");
         self.heal_links(sim);
         for node in 0..self.slots.len() {
-            if self.slots[node].crashed {
+            if self.slots[node].crashed && self.slots[node].membership == Membership::Member {
                 sim.bounce(node_name(node));
                 self.slots[node].crashed = false;
             }
         }
     }
+}
+
+/// What each running member among `slots` believes the ring is.
+fn member_rings(slots: &[Slot]) -> Vec<MemberRing> {
+    (0..slots.len())
+        .filter(|i| slots[*i].membership == Membership::Member && !slots[*i].crashed)
+        .filter_map(|node| {
+            let inspector = slots[node].inspector.borrow();
+            let ring = inspector.as_ref()?.ring();
+            let mut members: Vec<String> = ring.members().iter().map(|m| m.id.to_string()).collect();
+            members.sort();
+            Some(MemberRing { node, members })
+        })
+        .collect()
 }
 
 /// Waits until every node reports every node up and alive; returns whether they did.

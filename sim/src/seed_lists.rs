@@ -70,14 +70,15 @@ pub fn all_known(seed: u64, kinds: &[ViolationKind]) -> bool {
 
 /// Whether a run's violations include the evidence of a known, unfixed finding (a kind
 /// the known-violation list holds for some seed and only such findings produce:
-/// `reused-dot`, `future-context`, `ring-split`). Such a seed shows that finding again,
+/// `reused-dot`, `future-context`, `ring-split`, `orphaned-hint`). Such a seed shows that finding again,
 /// with whatever else it broke as its consequence; a run without that evidence is a new
 /// bug. Once the findings are fixed the list is empty and nothing is attributed.
 pub fn shows_known_finding(kinds: &[ViolationKind]) -> bool {
-    const EVIDENCE: [ViolationKind; 3] = [
+    const EVIDENCE: [ViolationKind; 4] = [
         ViolationKind::ReusedDot,
         ViolationKind::FutureContext,
         ViolationKind::RingSplit,
+        ViolationKind::OrphanedHint,
     ];
     let known = known_violations();
     kinds

@@ -1,0 +1,164 @@
+//! Directed scenarios that reproduce findings of the issue "Close every hole" on today's
+//! code. Each asserts that the simulation's checks *report* the violation: they are the
+//! known-violation list in scenario form (docs/simulation.md, "Known violations"). When a
+//! fix lands, its test here fails; it then moves to `scenario.rs`, asserting the opposite.
+
+use std::time::Duration;
+
+use ringkv_client::{Consistency, Context, WriteOptions};
+use ringkv_sim::checker::ViolationKind;
+use ringkv_sim::scenario::{Scenario, ScenarioReport, Step};
+
+fn kinds(report: &ScenarioReport) -> Vec<ViolationKind> {
+    report.violations.iter().map(|v| v.kind).collect()
+}
+
+fn writes(consistency: Consistency) -> WriteOptions {
+    WriteOptions {
+        consistency: Some(consistency),
+        ..WriteOptions::default()
+    }
+}
+
+/// Finding 4: gossip forgets a member that stays dead past the grace period (8 s in the
+/// simulation), and membership lives only in memory, so a node that restarts meanwhile
+/// builds a ring without the dead member while the others keep it.
+#[test]
+fn finding_4_a_restart_while_a_member_is_forgotten_splits_the_ring() {
+    let report = Scenario::new(4)
+        .nodes(4)
+        .client("idle", |_client| async move {
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            Ok(())
+        })
+        .at(Duration::from_secs(1), Step::Crash(3))
+        .at(Duration::from_secs(12), Step::Crash(1))
+        .at(Duration::from_secs(13), Step::Restart(1))
+        .at(Duration::from_secs(35), Step::Restart(3))
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    assert!(kinds(&report).contains(&ViolationKind::RingSplit), "{report}");
+}
+
+/// Finding 5: a hint held for a node that is then removed is never delivered anywhere.
+#[test]
+fn finding_5_a_hint_for_a_removed_node_is_stranded() {
+    let report = Scenario::new(5)
+        .nodes(4)
+        .client("writer", |client| async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            // n4 is down: writes to keys it replicates leave hints for it.
+            for i in 0..20 {
+                client
+                    .put_with(format!("k{i}"), "v", &Context::empty(), writes(Consistency::Count(2)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Ok(())
+        })
+        .at(Duration::from_secs(1), Step::Crash(3))
+        .at(Duration::from_secs(5), Step::Remove(3))
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    assert!(kinds(&report).contains(&ViolationKind::OrphanedHint), "{report}");
+}
+
+/// Finding 3: with buffered durability a replica hands a write to its peers before its
+/// own log is synced; after a power loss it restarts under the same actor and issues the
+/// same dot to a different value (Riak's "kv679").
+#[test]
+fn finding_3_a_power_loss_makes_a_node_issue_a_dot_twice() {
+    let report = Scenario::new(6)
+        .nodes(3)
+        .durability(ringkv_storage::Durability::Buffered)
+        // Write-backs at 8 s and 16 s of simulated time: v0 (at about 4 s) is on disk
+        // by the power loss (about 10.3 s), v1 (about 9.8 s) is not.
+        .write_back(Duration::from_secs(8))
+        .client_of("via-n1", &[0], |client| async move {
+            let all = writes(Consistency::All);
+            client
+                .put_with("k", "v0", &Context::empty(), all)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            let old = client.get("k").await.map_err(|e| e.to_string())?;
+            client
+                .put_with("k", "v1", &old.context, all)
+                .await
+                .map_err(|e| e.to_string())?;
+            // n1 loses power at 6.5 s, before v1 is written back, and comes back cut off
+            // from the others; a write with the old context goes through it.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            client
+                .put_with("k", "v2", &old.context, writes(Consistency::One))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .at(Duration::from_millis(6_500), Step::PowerLoss(0))
+        .at(Duration::from_millis(6_600), Step::Partition(vec![0]))
+        .at(Duration::from_secs(7), Step::Restart(0))
+        .at(Duration::from_secs(10), Step::Snapshot("before the heal".to_owned()))
+        .at(Duration::from_secs(11), Step::Heal)
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    // v1 was acknowledged by all three replicas; the dot n1 issued again for v2 made the
+    // merge keep one of the two.
+    assert!(kinds(&report).contains(&ViolationKind::ReusedDot), "{report}");
+}
+
+/// Finding 2: tombstone GC asks only the key's current replicas, so a node removed while
+/// it was only cut off keeps the old value and pushes it back after the purge.
+#[test]
+fn finding_2_a_node_removed_while_cut_off_brings_purged_values_back() {
+    let report = Scenario::new(8)
+        .nodes(4)
+        .client_of("app", &[0, 1, 2], |client| async move {
+            let keys: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+            for k in &keys {
+                client
+                    .put_with(k.clone(), "old", &Context::empty(), writes(Consistency::All))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            // n4 is cut off at 2 s and removed at 3 s; then every key is deleted and, past
+            // the grace, purged by the three members.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            for k in &keys {
+                let seen = client.get(k.clone()).await.map_err(|e| e.to_string())?;
+                client
+                    .delete_with(k.clone(), &seen.context, writes(Consistency::Count(2)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            // The heal at 15 s lets n4 push what it holds.
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Ok(())
+        })
+        .at(Duration::from_secs(2), Step::Partition(vec![3]))
+        .at(Duration::from_secs(3), Step::RemoveAlive(3))
+        .at(Duration::from_secs(14), Step::Snapshot("purged".to_owned()))
+        .at(Duration::from_secs(15), Step::Heal)
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    let purged = (0..12)
+        .filter(|i| {
+            report
+                .snapshot("purged", format!("k{i}"))
+                .iter()
+                .all(|(n, s)| *n == 3 || s.is_none())
+        })
+        .count();
+    let back: Vec<String> = (0..12)
+        .map(|i| format!("k{i}"))
+        .filter(|k| !report.final_values(k).is_empty())
+        .collect();
+    println!("{purged} of 12 keys purged on the members before the heal; back after it: {back:?}");
+    assert!(purged > 0, "the members purged the deleted keys: {report}");
+    assert!(!back.is_empty(), "a purged value came back: {report}");
+}

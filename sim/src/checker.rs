@@ -584,11 +584,22 @@ fn fresh_reads(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<V
                 && w.completed_event < read.invoked_event
                 && u16::from(w.quorum) + u16::from(read.quorum) > u16::from(n)
                 && quiet(evidence.unquiet, w.invoked_ms, read.completed_ms)
-                && !may_have_expired(evidence, w, read.invoked_ms)
+                && !may_have_expired(evidence, w, read.completed_ms)
                 && !disk_lost(evidence, w)
         }) {
             match &write.kind {
                 OpKind::Put { value, .. } => {
+                    // A write an acknowledged later write replaced before the read began
+                    // need not show: once its key is purged, nothing remembers its dot.
+                    let replaced = evidence.ops.iter().any(|other| {
+                        other.ok()
+                            && other.key == read.key
+                            && other.completed_event < read.invoked_event
+                            && other.write_context().is_some_and(|ctx| causality.covers(ctx, value))
+                    });
+                    if replaced {
+                        continue;
+                    }
                     let seen = siblings.iter().any(|s| &s.value == value) || causality.covers(context, value);
                     if !seen {
                         found.push(Violation {
@@ -661,7 +672,8 @@ fn replicated_writes(evidence: &Evidence<'_>, causality: &Causality, found: &mut
     }
 }
 
-/// Whether a put with a TTL may have expired by `at_ms` on some node's clock.
+/// Whether a put with a TTL may have expired by `at_ms` on some node's clock (a read is
+/// judged at its completion: the replicas may evaluate expiry at any moment before it).
 fn may_have_expired(evidence: &Evidence<'_>, write: &Op, at_ms: u64) -> bool {
     write
         .ttl_ms()

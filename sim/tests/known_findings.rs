@@ -162,3 +162,13 @@ fn finding_2_a_node_removed_while_cut_off_brings_purged_values_back() {
     assert!(purged > 0, "the members purged the deleted keys: {report}");
     assert!(!back.is_empty(), "a purged value came back: {report}");
 }
+
+#[test]
+fn every_scenario_of_the_known_list_is_a_test_here() {
+    let source = include_str!("known_findings.rs");
+    for known in ringkv_sim::seed_lists::known_violations() {
+        if let Some(name) = known.scenario {
+            assert!(source.contains(&format!("fn {name}(")), "known-violations.txt names {name}, which is not here");
+        }
+    }
+}

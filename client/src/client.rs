@@ -394,9 +394,12 @@ pub struct ClientBuilder {
     dialer: Option<DialerFactory>,
 }
 
-/// Makes the [`Dialer`] of one endpoint (see [`ClientBuilder::dialer`]).
+/// Makes the [`Dialer`] of the endpoint it is given (see [`ClientBuilder::dialer`]).
+type MakeDialer = dyn Fn(&str) -> Box<dyn Dialer> + Send + Sync;
+
+/// A shared [`MakeDialer`].
 #[derive(Clone)]
-struct DialerFactory(Arc<dyn Fn(&str) -> Box<dyn Dialer> + Send + Sync>);
+struct DialerFactory(Arc<MakeDialer>);
 
 impl std::fmt::Debug for DialerFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

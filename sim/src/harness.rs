@@ -59,8 +59,6 @@ const SDK_TIMEOUT: Duration = Duration::from_millis(6_000);
 /// How long after a membership change reads are not held to read-your-writes (ranges
 /// move between owners meanwhile).
 const MEMBERSHIP_UNSETTLED: Duration = Duration::from_secs(30);
-/// Host name of the operator (leave, remove).
-
 /// What one run produced.
 #[derive(Debug)]
 pub struct RunReport {
@@ -741,6 +739,9 @@ pub(crate) fn sdk_client(nodes: &[usize], seed: u64) -> Result<Client, ringkv_cl
         .build()
 }
 
+/// A scenario's change to every node's configuration.
+pub(crate) type Configure = dyn Fn(&mut NodeConfig) + Send + Sync;
+
 /// What a node host needs to know of its cluster.
 #[derive(Clone)]
 pub(crate) struct NodeSpec {
@@ -754,7 +755,7 @@ pub(crate) struct NodeSpec {
     /// Whether anti-entropy runs.
     pub anti_entropy: bool,
     /// A scenario's own changes to every node's configuration.
-    pub configure: Option<Arc<dyn Fn(&mut NodeConfig) + Send + Sync>>,
+    pub configure: Option<Arc<Configure>>,
 }
 
 pub(crate) struct NodeHost {

@@ -396,7 +396,10 @@ fn explore(
         all_failures.sort();
         std::fs::write(path, all_failures.join("\n") + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("every failing seed, with the finding it is attributed to: {}", path.display());
+        println!(
+            "every failing seed, with the finding it is attributed to: {}",
+            path.display()
+        );
     }
     for (finding, count) in &attributed {
         println!("{count} seeds show known finding {finding}");

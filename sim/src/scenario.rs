@@ -57,7 +57,9 @@ use tonic::transport::Endpoint;
 
 use crate::checker::{check_state, orphaned_hints, FinalKey, HeldHints, MemberRing, Violation, ViolationKind};
 use crate::disk::SimDisk;
-use crate::harness::{live_siblings, node_name, run_node, sdk_client, Membership, NodeHost, NodeSpec, GRPC_PORT};
+use crate::harness::{
+    live_siblings, node_name, run_node, sdk_client, Configure, Membership, NodeHost, NodeSpec, GRPC_PORT,
+};
 use crate::history::EventLog;
 use crate::network::{GossipNet, TurmoilConnector};
 use crate::operator::{Command, Operator, OPERATOR};
@@ -160,7 +162,7 @@ pub struct Scenario {
     latency: (Duration, Duration),
     clients: Vec<ClientSpec>,
     steps: Vec<(Duration, Step)>,
-    configure: Option<Arc<dyn Fn(&mut NodeConfig) + Send + Sync>>,
+    configure: Option<Arc<Configure>>,
 }
 
 /// What a scenario run produced.

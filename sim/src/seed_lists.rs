@@ -40,7 +40,10 @@ pub fn known_violations() -> Vec<KnownViolation> {
     lines(KNOWN)
         .map(|line| {
             let mut fields = line.split_whitespace();
-            let (first, kind) = (fields.next().unwrap_or(""), fields.next().and_then(ViolationKind::from_name));
+            let (first, kind) = (
+                fields.next().unwrap_or(""),
+                fields.next().and_then(ViolationKind::from_name),
+            );
             let finding = fields.collect::<Vec<_>>().join(" ");
             let (seed, scenario) = match first.strip_prefix("scenario:") {
                 Some(name) => (None, Some(name.to_owned())),

@@ -168,7 +168,10 @@ fn every_scenario_of_the_known_list_is_a_test_here() {
     let source = include_str!("known_findings.rs");
     for known in ringkv_sim::seed_lists::known_violations() {
         if let Some(name) = known.scenario {
-            assert!(source.contains(&format!("fn {name}(")), "known-violations.txt names {name}, which is not here");
+            assert!(
+                source.contains(&format!("fn {name}(")),
+                "known-violations.txt names {name}, which is not here"
+            );
         }
     }
 }

@@ -459,10 +459,12 @@ fn values(siblings: &[SeenSibling]) -> Vec<&str> {
 }
 
 /// Whether `op` is known to have taken effect: it was acknowledged, or it is a failed put
-/// whose value was seen. A failed delete leaves no value to see, so it may have.
+/// whose value was seen. A failed delete leaves no value to see, and a failed put with a
+/// TTL may have expired before anyone read it, so either may have.
 fn took_effect(op: &Op, causality: &Causality) -> bool {
     match &op.kind {
         _ if op.ok() => true,
+        OpKind::Put { ttl_ms, .. } if *ttl_ms > 0 => true,
         OpKind::Put { value, .. } => causality.seen(value),
         OpKind::Delete { .. } => true,
         OpKind::Get => false,

@@ -408,16 +408,11 @@ impl Run {
 
     /// What each running member believes the ring is.
     fn member_rings(&self) -> Vec<MemberRing> {
-        self.members()
-            .filter(|i| !self.slots[*i].crashed)
-            .filter_map(|node| {
-                let inspector = self.slots[node].inspector.borrow();
-                let ring = inspector.as_ref()?.ring();
-                let mut members: Vec<String> = ring.members().iter().map(|m| m.id.to_string()).collect();
-                members.sort();
-                Some(MemberRing { node, members })
-            })
-            .collect()
+        rings_of(
+            self.members()
+                .filter(|i| !self.slots[*i].crashed)
+                .map(|node| (node, &*self.slots[node].inspector)),
+        )
     }
 
     fn replicas_of(&self, ring: &Ring, k: usize) -> Vec<usize> {
@@ -450,22 +445,12 @@ impl Run {
 
     /// The hints every member, and every node that left, still holds.
     fn held_hints(&self) -> Vec<HeldHints> {
-        (0..self.slots.len())
-            .filter_map(|node| {
-                let member = match self.slots[node].membership {
-                    Membership::Member => true,
-                    Membership::Left => false,
-                    Membership::Spare | Membership::Removed => return None,
-                };
-                let hints = self.slots[node]
-                    .disk
-                    .hint_counts()
-                    .into_iter()
-                    .map(|(target, count)| (target.to_string(), count))
-                    .collect();
-                Some(HeldHints { node, member, hints })
-            })
-            .collect()
+        hints_of(
+            self.slots
+                .iter()
+                .enumerate()
+                .map(|(node, slot)| (node, slot.membership, &*slot.disk)),
+        )
     }
 
     fn no_hints_left(&self) -> bool {
@@ -702,6 +687,50 @@ impl Run {
 
 fn client_name(c: usize) -> String {
     format!("c{}", c + 1)
+}
+
+/// What each of these running members (`(node, its inspector)`) believes the ring is.
+pub(crate) fn rings_of<'a>(members: impl Iterator<Item = (usize, &'a RefCell<Option<Inspector>>)>) -> Vec<MemberRing> {
+    members
+        .filter_map(|(node, inspector)| {
+            let ring = inspector.borrow().as_ref()?.ring();
+            let mut members: Vec<String> = ring.members().iter().map(|m| m.id.to_string()).collect();
+            members.sort();
+            Some(MemberRing { node, members })
+        })
+        .collect()
+}
+
+/// The hints every member, and every node that left, still holds (spares and removed
+/// nodes are skipped: a removed node's disk is gone with it).
+pub(crate) fn hints_of<'a>(nodes: impl Iterator<Item = (usize, Membership, &'a SimDisk)>) -> Vec<HeldHints> {
+    nodes
+        .filter_map(|(node, membership, disk)| {
+            let member = match membership {
+                Membership::Member => true,
+                Membership::Left => false,
+                Membership::Spare | Membership::Removed => return None,
+            };
+            let hints = disk
+                .hint_counts()
+                .into_iter()
+                .map(|(target, count)| (target.to_string(), count))
+                .collect();
+            Some(HeldHints { node, member, hints })
+        })
+        .collect()
+}
+
+/// A read's outcome from the siblings a node returned (`(value, dot)`), sorted.
+fn read_outcome(siblings: impl Iterator<Item = (Bytes, String)>, context: Vec<u8>) -> Outcome {
+    let mut siblings: Vec<SeenSibling> = siblings
+        .map(|(value, dot)| SeenSibling {
+            value: String::from_utf8_lossy(&value).into_owned(),
+            dot,
+        })
+        .collect();
+    siblings.sort();
+    Outcome::Read { siblings, context }
 }
 
 pub(crate) fn live_siblings(state: Option<&ringkv_storage::KeyState>) -> Vec<SeenSibling> {
@@ -1076,19 +1105,8 @@ impl WorkloadClient {
                     )
                     .await
                     .map(|r| {
-                        let mut siblings: Vec<SeenSibling> = r
-                            .siblings
-                            .into_iter()
-                            .map(|s| SeenSibling {
-                                value: String::from_utf8_lossy(&s.value).into_owned(),
-                                dot: s.dot,
-                            })
-                            .collect();
-                        siblings.sort();
-                        Outcome::Read {
-                            siblings,
-                            context: r.context.as_bytes().to_vec(),
-                        }
+                        let context = r.context.as_bytes().to_vec();
+                        read_outcome(r.siblings.into_iter().map(|s| (s.value, s.dot)), context)
                     }),
                 OpKind::Put { value, context, ttl_ms } => {
                     let options = WriteOptions {
@@ -1139,19 +1157,7 @@ impl WorkloadClient {
                     .await
                     .map(|r| {
                         let r = r.into_inner();
-                        let mut siblings: Vec<SeenSibling> = r
-                            .siblings
-                            .into_iter()
-                            .map(|s| SeenSibling {
-                                value: String::from_utf8_lossy(&s.value).into_owned(),
-                                dot: s.dot,
-                            })
-                            .collect();
-                        siblings.sort();
-                        Outcome::Read {
-                            siblings,
-                            context: r.context.to_vec(),
-                        }
+                        read_outcome(r.siblings.into_iter().map(|s| (s.value, s.dot)), r.context.to_vec())
                     }),
                 OpKind::Put { value, context, ttl_ms } => channel
                     .put(proto::PutRequest {

@@ -58,7 +58,8 @@ use tonic::transport::Endpoint;
 use crate::checker::{check_state, orphaned_hints, FinalKey, HeldHints, MemberRing, Violation, ViolationKind};
 use crate::disk::SimDisk;
 use crate::harness::{
-    live_siblings, node_name, run_node, sdk_client, Configure, Membership, NodeHost, NodeSpec, GRPC_PORT,
+    hints_of, live_siblings, node_name, rings_of, run_node, sdk_client, Configure, Membership, NodeHost, NodeSpec,
+    GRPC_PORT,
 };
 use crate::history::EventLog;
 use crate::network::{GossipNet, TurmoilConnector};
@@ -675,22 +676,12 @@ impl ScenarioRun {
 
     /// The hints every member, and every node that left, still holds.
     fn held_hints(&self) -> Vec<HeldHints> {
-        (0..self.slots.len())
-            .filter_map(|node| {
-                let member = match self.slots[node].membership {
-                    Membership::Member => true,
-                    Membership::Left => false,
-                    Membership::Spare | Membership::Removed => return None,
-                };
-                let hints = self.slots[node]
-                    .disk
-                    .hint_counts()
-                    .into_iter()
-                    .map(|(target, count)| (target.to_string(), count))
-                    .collect();
-                Some(HeldHints { node, member, hints })
-            })
-            .collect()
+        hints_of(
+            self.slots
+                .iter()
+                .enumerate()
+                .map(|(node, slot)| (node, slot.membership, &*slot.disk)),
+        )
     }
 
     fn ring(&self) -> Ring {
@@ -904,16 +895,13 @@ impl ScenarioRun {
 
 /// What each running member among `slots` believes the ring is.
 fn member_rings(slots: &[Slot]) -> Vec<MemberRing> {
-    (0..slots.len())
-        .filter(|i| slots[*i].membership == Membership::Member && !slots[*i].crashed)
-        .filter_map(|node| {
-            let inspector = slots[node].inspector.borrow();
-            let ring = inspector.as_ref()?.ring();
-            let mut members: Vec<String> = ring.members().iter().map(|m| m.id.to_string()).collect();
-            members.sort();
-            Some(MemberRing { node, members })
-        })
-        .collect()
+    rings_of(
+        slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.membership == Membership::Member && !slot.crashed)
+            .map(|(node, slot)| (node, &*slot.inspector)),
+    )
 }
 
 /// Waits until every node reports every node up and alive; returns whether they did.

@@ -145,6 +145,8 @@ pub struct NodeConfig {
     pub gc_interval: Duration,
     /// How long a key stays dead before its tombstone may be purged.
     pub tombstone_grace: Duration,
+    /// Start as a new incarnation (after restoring the data directory from a copy).
+    pub new_incarnation: bool,
 }
 
 /// The TOML file's shape; every field optional.
@@ -243,6 +245,7 @@ impl NodeConfig {
             anti_entropy_interval: Duration::from_secs(10),
             gc_interval: Duration::from_secs(10),
             tombstone_grace: Duration::from_secs(3600),
+            new_incarnation: false,
         }
     }
 

@@ -25,6 +25,7 @@
 mod background;
 pub mod clock;
 pub mod config;
+mod identity;
 pub mod inspect;
 pub mod local_cluster;
 mod maintenance;

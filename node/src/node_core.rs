@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use ringkv_ring::NodeId;
-use ringkv_storage::ActorId;
 
 use crate::background::Background;
 use crate::clock::NodeClock;
 use crate::config::NodeConfig;
+use crate::identity::DotIssuer;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::peers::Peers;
@@ -21,8 +21,8 @@ use crate::store::LocalStore;
 pub(crate) struct NodeCore {
     /// Validated configuration.
     pub config: NodeConfig,
-    /// The dot-assigning identity of this node's current incarnation.
-    pub actor: ActorId,
+    /// This node's actor and the leased counters it issues dots from.
+    pub dots: DotIssuer,
     /// The local engine.
     pub store: LocalStore,
     /// Ring and liveness views.

@@ -66,51 +66,6 @@ fn finding_5_a_hint_for_a_removed_node_is_stranded() {
     assert!(kinds(&report).contains(&ViolationKind::OrphanedHint), "{report}");
 }
 
-/// Finding 3: with buffered durability a replica hands a write to its peers before its
-/// own log is synced; after a power loss it restarts under the same actor and issues the
-/// same dot to a different value (Riak's "kv679").
-#[test]
-fn finding_3_a_power_loss_makes_a_node_issue_a_dot_twice() {
-    let report = Scenario::new(6)
-        .nodes(3)
-        .durability(ringkv_storage::Durability::Buffered)
-        // Write-backs at 8 s and 16 s of simulated time: v0 (at about 4 s) is on disk
-        // by the power loss (about 10.3 s), v1 (about 9.8 s) is not.
-        .write_back(Duration::from_secs(8))
-        .client_of("via-n1", &[0], |client| async move {
-            let all = writes(Consistency::All);
-            client
-                .put_with("k", "v0", &Context::empty(), all)
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::time::sleep(Duration::from_secs(6)).await;
-            let old = client.get("k").await.map_err(|e| e.to_string())?;
-            client
-                .put_with("k", "v1", &old.context, all)
-                .await
-                .map_err(|e| e.to_string())?;
-            // n1 loses power at 6.5 s, before v1 is written back, and comes back cut off
-            // from the others; a write with the old context goes through it.
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            client
-                .put_with("k", "v2", &old.context, writes(Consistency::One))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(())
-        })
-        .at(Duration::from_millis(6_500), Step::PowerLoss(0))
-        .at(Duration::from_millis(6_600), Step::Partition(vec![0]))
-        .at(Duration::from_secs(7), Step::Restart(0))
-        .at(Duration::from_secs(10), Step::Snapshot("before the heal".to_owned()))
-        .at(Duration::from_secs(11), Step::Heal)
-        .run()
-        .expect("the scenario runs");
-    println!("{report}");
-    // v1 was acknowledged by all three replicas; the dot n1 issued again for v2 made the
-    // merge keep one of the two.
-    assert!(kinds(&report).contains(&ViolationKind::ReusedDot), "{report}");
-}
-
 /// Finding 2: tombstone GC asks only the key's current replicas, so a node removed while
 /// it was only cut off keeps the old value and pushes it back after the purge.
 #[test]

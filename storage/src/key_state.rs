@@ -181,15 +181,23 @@ impl KeyState {
         self.put_with_floor(actor, context, write, 0)
     }
 
-    /// [`KeyState::put`] for a key whose record may have been purged: when this state is
-    /// empty the new counter is at least `counter_floor`. The node passes a value that
-    /// only grows (its hybrid clock), so a key recreated after tombstone GC never reuses
-    /// a counter an old client context still covers. The skipped counters were never
-    /// issued, so a context covering them still covers exactly what its client saw.
+    /// [`KeyState::put`] with the new counter at least `counter_floor`. The key's own
+    /// clock is not enough to pick a fresh counter: after tombstone GC purged the key's
+    /// record here, or a power loss took this replica's latest writes, the clock no
+    /// longer shows every counter the actor issued for the key, and may not even be
+    /// empty (another replica wrote the key again since). The node therefore passes the
+    /// next value of a counter sequence of its own that never goes back (see the node's
+    /// `identity` module). The skipped counters were never issued, so a context covering
+    /// them still covers exactly what its client saw.
     pub fn put_with_floor(&mut self, actor: ActorId, context: &VersionVector, write: Write, counter_floor: u64) -> Dot {
         // Taking the max with the context keeps counters unique even if this replica's
         // state is behind what the client saw of this actor.
-        let mut counter = self.clock.get(actor).max(context.get(actor)) + 1;
+        let mut counter = self
+            .clock
+            .get(actor)
+            .max(context.get(actor))
+            .saturating_add(1)
+            .max(counter_floor);
         if crate::injected_bug::active(crate::injected_bug::Bug::DotFromSiblings) {
             let newest = self
                 .siblings
@@ -197,11 +205,9 @@ impl KeyState {
                 .filter(|s| s.dot.actor == actor)
                 .map(|s| s.dot.counter)
                 .max();
-            counter = newest.unwrap_or(0) + 1;
+            counter = newest.unwrap_or(0).saturating_add(1);
         }
-        if self.is_empty() {
-            counter = counter.max(counter_floor);
-        }
+        debug_assert!(counter < u64::MAX, "an actor's counters ran out");
         let dot = Dot::new(actor, counter);
         self.siblings.retain(|s| !context.contains(s.dot));
         self.clock.join(context);
@@ -420,7 +426,28 @@ mod tests {
         );
         let seen = purged.context().clone();
         let next = purged.put_with_floor(A, &seen, write("next"), 1_000);
-        assert_eq!(next, Dot::new(A, 1_001), "the floor applies only to an empty state");
+        assert_eq!(next, Dot::new(A, 1_001), "the key's clock is above the floor");
+    }
+
+    #[test]
+    fn a_purged_key_rewritten_through_another_replica_still_gets_counters_above_the_floor() {
+        // Finding 1 of "Close every hole": A's record of the key was purged, B wrote it
+        // again, and a client still holds a context from the key's earlier life naming
+        // A's counters up to 5. A's next write must not get a counter that context covers.
+        let old_context = {
+            let mut c = VersionVector::new();
+            c.add(Dot::new(A, 5));
+            c
+        };
+        let mut recreated = KeyState::new();
+        recreated.put(B, &VersionVector::new(), write("through b"));
+        let seen = recreated.context().clone();
+        let dot = recreated.put_with_floor(A, &seen, write("through a"), 1_000);
+        assert_eq!(dot, Dot::new(A, 1_000));
+        assert!(
+            !old_context.contains(dot),
+            "an old context does not cover the new write"
+        );
     }
 
     #[test]

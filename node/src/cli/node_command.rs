@@ -73,6 +73,11 @@ pub struct NodeArgs {
     /// Default request timeout, e.g. 2s or 500ms [default: 2s].
     #[arg(long, env = "RINGKV_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
     request_timeout: Option<Duration>,
+    /// Start as a new incarnation (a new actor for this node's writes). Use it once after
+    /// restoring the data directory from an earlier copy: the copy's write counters are
+    /// behind the ones the node issued since, and must not be issued again.
+    #[arg(long)]
+    new_incarnation: bool,
 }
 
 /// Builds the node configuration from file, environment and flags.
@@ -130,6 +135,7 @@ fn config(args: NodeArgs) -> Result<NodeConfig, Failure> {
     config.write_quorum = args.write_quorum.or(file.write_quorum).unwrap_or(config.write_quorum);
     config.vnodes = args.vnodes.or(file.vnodes).unwrap_or(config.vnodes);
     config.zone = args.zone.or(file.zone);
+    config.new_incarnation = args.new_incarnation;
     if args.fsync.or(file.fsync).unwrap_or(false) {
         config.durability = Durability::Sync;
     }

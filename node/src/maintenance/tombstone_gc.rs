@@ -13,7 +13,7 @@
 //! Then each replica deletes its record if it is still unchanged (`Replica/Purge`). A
 //! replica that is down blocks the purge until it is back and has the tombstone (by
 //! hand-off or anti-entropy). Keys written again after a purge take dot counters from the
-//! node's hybrid clock (`KeyState::put_with_floor`), so old contexts cannot cover them.
+//! node's node-wide sequence (`crate::identity`), so old contexts cannot cover them.
 
 use std::sync::Arc;
 

@@ -152,6 +152,7 @@ pub(crate) fn status(error: &RequestError) -> Status {
     let (code, kind) = match error {
         RequestError::Limit(_) => (tonic::Code::InvalidArgument, "limit"),
         RequestError::Context(_) => (tonic::Code::InvalidArgument, "context"),
+        RequestError::FutureContext(_) => (tonic::Code::InvalidArgument, "future-context"),
         RequestError::BadQuorum { .. } => (tonic::Code::InvalidArgument, "bad-quorum"),
         RequestError::TimeoutTooLong { .. } => (tonic::Code::InvalidArgument, "timeout-too-long"),
         RequestError::QuorumNotMet { .. } => (tonic::Code::Unavailable, "quorum-not-met"),

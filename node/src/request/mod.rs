@@ -33,6 +33,7 @@ use ringkv_client::proto;
 use ringkv_ring::{NodeId, PreferenceList, Ring};
 use ringkv_storage::{ContextError, Key, KeyState, LimitError, VersionVector};
 
+use crate::identity::FutureCounter;
 use crate::node_core::NodeCore;
 use crate::replica::ReplicaError;
 use crate::store::StoreError;
@@ -46,6 +47,9 @@ pub(crate) enum RequestError {
     /// The context is not one this cluster produced.
     #[error("malformed context: {0}")]
     Context(#[from] ContextError),
+    /// The context names a counter of this node's actor it never issued.
+    #[error(transparent)]
+    FutureContext(#[from] FutureCounter),
     /// R or W out of range.
     #[error("{what}={got} is outside 1..={n}: the cluster keeps n={n} replicas")]
     BadQuorum {

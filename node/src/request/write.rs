@@ -2,8 +2,8 @@
 //!
 //! [`Coordinator::write`] sends a write that reaches a node outside the key's preference
 //! list on to a replica ([`super::forward`]). On a replica it orders the write: applies it
-//! to this node's store under the key's lock, which assigns its dot
-//! (`KeyState::put_with_floor`), then sends the resulting state to the other N−1 replicas
+//! to this node's store under the key's lock, which assigns its dot from the node's
+//! leased counter sequence (`crate::identity`), then sends the resulting state to the other N−1 replicas
 //! as one [`QuorumCall`] and answers once W copies (this one included) are stored. A
 //! replica that is down or fails is replaced by the next live node after the preference
 //! list, which keeps the copy as a *hint* for it (sloppy quorum). Copies still out when
@@ -23,6 +23,7 @@ use super::{preference_list, Coordinator, RequestError, WriteOutcome, WriteReque
 use crate::node_core::NodeCore;
 use crate::replica::quorum::{QuorumCall, Slot};
 use crate::replica::{Replica, ReplicaError};
+use crate::store::StoreError;
 
 impl Coordinator {
     /// Writes (or deletes) through a replica of the key.
@@ -41,28 +42,34 @@ impl Coordinator {
         let deadline = Instant::now() + request.timeout;
         let hlc = core.clock.hlc_now();
         let expires_at_ms = request.ttl.map(|ttl| core.clock.wall_ms() + ttl.as_millis() as u64);
-        let actor = core.actor;
+        core.dots.check_context(&request.context)?;
         let context = if injected_bug::active(Bug::PutIgnoresContext) {
             VersionVector::new()
         } else {
             request.context.clone()
         };
         let value = request.value.clone();
+        let issuer = Arc::clone(core);
+        let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refused_in = Arc::clone(&refused);
         let (state, local_sync) = core
             .store
             .update_then_sync(request.key.clone(), move |s| {
-                s.put_with_floor(
-                    actor,
+                let dot = issuer.dots.put(
+                    s,
                     &context,
                     Write {
                         value: value.clone(),
                         hlc,
                         expires_at_ms,
                     },
-                    hlc.raw(),
                 );
+                refused_in.store(dot.is_none(), std::sync::atomic::Ordering::Release);
             })
             .await?;
+        if refused.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(RequestError::Store(StoreError::CountersExhausted));
+        }
         // With the injected bug the copies still go out, but nobody waits for them.
         let ack_early = injected_bug::active(Bug::AckBeforeQuorum);
         let needed = if ack_early { 0 } else { request.w.saturating_sub(1) };

@@ -9,11 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::RngCore;
 use ringkv_client::proto::kv_server::KvServer;
 use ringkv_client::proto::replica_server::ReplicaServer;
 use ringkv_ring::RingError;
-use ringkv_storage::{ActorId, Durability, Engine, EngineError, MemoryEngine, RocksEngine};
+use ringkv_storage::{Engine, EngineError, MemoryEngine, RocksEngine};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::background::Background;
 use crate::clock::NodeClock;
 use crate::config::{ConfigError, EngineKind, NodeConfig};
+use crate::identity::{DotIssuer, IdentityError, Incarnation};
 use crate::inspect::Inspector;
 use crate::maintenance::anti_entropy::anti_entropy_loop;
 use crate::maintenance::hint_handoff::handoff_loop;
@@ -47,8 +47,6 @@ mod admin;
 
 /// How long shutdown waits for in-flight requests to let go of the engine.
 pub const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(10);
-const META_NODE_ID: &str = "node_id";
-const META_INCARNATION: &str = "incarnation";
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,16 +60,9 @@ pub enum StartError {
     /// The storage engine failed to open.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// The data directory belongs to another node.
-    #[error("data directory {dir} belongs to node {owner}, not {me}: use that node's id or another directory")]
-    DataDirOwner {
-        /// The directory.
-        dir: String,
-        /// Node id recorded in it.
-        owner: String,
-        /// This node's id.
-        me: String,
-    },
+    /// The node's identity could not be read or set up.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// The seeds could not be joined (none answered, another cluster, a taken id).
     #[error(transparent)]
     Join(#[from] JoinError),
@@ -134,33 +125,6 @@ fn open_engine(config: &NodeConfig) -> Result<Arc<dyn Engine>, StartError> {
             Arc::new(RocksEngine::open(&config.data_dir)?)
         }
     })
-}
-
-/// Reads (or creates) the node's identity in the engine's metadata.
-fn identity(config: &NodeConfig, engine: &dyn Engine) -> Result<ActorId, StartError> {
-    let me = config.node_id.as_str();
-    match engine.get_meta(META_NODE_ID)? {
-        Some(owner) if owner != me.as_bytes() => {
-            return Err(StartError::DataDirOwner {
-                dir: config.data_dir.display().to_string(),
-                owner: String::from_utf8_lossy(&owner).into_owned(),
-                me: me.to_owned(),
-            })
-        }
-        Some(_) => {}
-        None => engine.put_meta(META_NODE_ID, me.as_bytes(), Durability::Sync)?,
-    }
-    let incarnation = match engine.get_meta(META_INCARNATION)? {
-        Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8])),
-        _ => {
-            // A fresh store: a new incarnation, so dots from a wiped earlier life of this
-            // node id can never be reissued.
-            let incarnation = rand::rng().next_u64();
-            engine.put_meta(META_INCARNATION, &incarnation.to_be_bytes(), Durability::Sync)?;
-            incarnation
-        }
-    };
-    Ok(ActorId::for_incarnation(me, incarnation))
 }
 
 /// The gRPC server over any stream of accepted connections.
@@ -267,7 +231,18 @@ impl RunningNode {
                     .map_err(|e| EngineError::Io(e.to_string()))??
             }
         };
-        let actor = identity(&config, engine.as_ref())?;
+        let incarnation = if config.new_incarnation {
+            Incarnation::New
+        } else {
+            Incarnation::KeepIfClean
+        };
+        let (dots, start) = DotIssuer::open(
+            config.node_id.as_str(),
+            &config.data_dir.display().to_string(),
+            engine.as_ref(),
+            incarnation,
+        )?;
+        tracing::info!(node = %config.node_id, actor = %dots.actor(), ?start, "identity");
         let address = match &listener {
             Some(listener) => listener.local_addr().map_err(|source| StartError::Bind {
                 address: config.listen,
@@ -298,7 +273,7 @@ impl RunningNode {
         let store = LocalStore::new(engine, config.durability, index).map_err(|e| EngineError::Io(e.to_string()))?;
         let core = Arc::new(NodeCore {
             store,
-            actor,
+            dots,
             membership,
             peers: Peers::new(options.network.clone()),
             metrics: Metrics::new(),
@@ -432,7 +407,10 @@ impl RunningNode {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if Arc::strong_count(&self.core) > 1 {
+            // Something may still issue a dot: the next start takes a new actor.
             tracing::warn!(node = %self.core.me(), "shutdown: in-flight work still holds the store");
+        } else if let Err(e) = self.core.dots.close(self.core.store.engine().as_ref()) {
+            tracing::warn!(node = %self.core.me(), error = %e, "shutdown: the clean stop was not recorded");
         }
         tracing::info!(node = %self.core.me(), "node stopped");
     }

@@ -42,6 +42,9 @@ pub(crate) enum StoreError {
     /// The write could not be made durable.
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// The node's dot counters reached the end of their range (2^64 writes).
+    #[error("this node's write counters are exhausted: restart it with --new-incarnation")]
+    CountersExhausted,
 }
 
 /// Runs `f` on tokio's blocking pool, or in place when `in_place` (an engine that never

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub hints_pending: Gauge,
     /// Hints delivered to their target and deleted.
     pub hints_delivered: Counter,
+    /// Hints whose target left or was removed, moved to their keys' current replicas.
+    pub hints_rehomed: Counter,
     /// Writes stored on a fallback node with a hint.
     pub hinted_writes: Counter,
     /// Replicas sent a merged state after a read found them stale.
@@ -114,6 +116,12 @@ impl Metrics {
             "hints_delivered",
             "Hints handed off and deleted",
             hints_delivered.clone(),
+        );
+        let hints_rehomed = Counter::default();
+        registry.register(
+            "hints_rehomed",
+            "Hints for a node that is no longer a member, moved to the keys' current replicas",
+            hints_rehomed.clone(),
         );
         let hinted_writes = Counter::default();
         registry.register(
@@ -219,6 +227,7 @@ impl Metrics {
             latency,
             hints_pending,
             hints_delivered,
+            hints_rehomed,
             hinted_writes,
             read_repairs,
             read_hedges,

@@ -495,6 +495,17 @@ fn disk_lost(evidence: &Evidence<'_>, op: &Op) -> bool {
     powered + died >= usize::from(op.quorum.max(1))
 }
 
+/// Whether replica `node` lost power under buffered durability while its copy of `op`
+/// may still have been unsynced (the window `disk_lost` uses).
+fn replica_lost_power(evidence: &Evidence<'_>, op: &Op, node: usize) -> bool {
+    let power_until = op.completed_ms + 2 * evidence.write_back_ms + 2_000;
+    !evidence.synced
+        && evidence
+            .power_losses
+            .iter()
+            .any(|(lost, at)| *lost == node && *at + 1_000 >= op.invoked_ms && *at <= power_until)
+}
+
 /// Whether a write known to have taken effect covers the put of `value` (`op`).
 fn replaced(evidence: &Evidence<'_>, causality: &Causality, op: &Op, value: &str) -> bool {
     evidence.ops.iter().any(|other| {
@@ -652,6 +663,11 @@ fn replicated_writes(evidence: &Evidence<'_>, causality: &Causality, found: &mut
             continue;
         };
         for (node, state) in &key.states {
+            if replica_lost_power(evidence, op, *node) {
+                // Its acknowledged copy may have gone with the unsynced log tail; with
+                // anti-entropy off nothing brings it back, and no hint was kept for it.
+                continue;
+            }
             let held = state.as_ref().is_some_and(|s| {
                 s.siblings().iter().any(|sib| dots.contains(&sib.dot()))
                     || dots.iter().all(|d| s.context().contains(*d))

@@ -457,8 +457,11 @@ impl Run {
         self.members().all(|m| self.slots[m].disk.hint_counts().is_empty())
     }
 
+    /// Every key agrees on every replica, and no hint is stranded yet (a hint for a node
+    /// that is gone takes a hand-off round or two to be re-homed).
     fn converged(&self, ring: &Ring) -> bool {
         self.finals(ring).values().all(FinalKey::agrees)
+            && orphaned_hints(&self.held_hints(), &self.expected_members()).is_empty()
     }
 
     /// The host pairs a partition with `side` on one side cuts.

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use ringkv_client::{Consistency, Context, WriteOptions};
+use ringkv_ring::{key_position, Member, NodeId, Ring, VNODES_DEFAULT};
 use ringkv_sim::scenario::{Scenario, Step};
 
 fn writes(consistency: Consistency) -> WriteOptions {
@@ -63,4 +64,77 @@ fn finding_3_a_power_loss_does_not_make_a_node_issue_a_dot_twice() {
     let mut values = report.final_values("k");
     values.dedup();
     assert_eq!(values, vec!["v1", "v2"], "{report}");
+}
+
+/// Finding 5: a hint held for a node that was then removed was never delivered anywhere.
+/// Hand-off now re-homes it: merged into the key's current replicas.
+#[test]
+fn finding_5_a_hint_for_a_removed_node_reaches_the_key_s_current_replicas() {
+    let report = Scenario::new(5)
+        .nodes(4)
+        .client("writer", |client| async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            // n4 is down: writes to keys it replicates leave hints for it.
+            for i in 0..20 {
+                client
+                    .put_with(format!("k{i}"), "v", &Context::empty(), writes(Consistency::Count(2)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Ok(())
+        })
+        .at(Duration::from_secs(1), Step::Crash(3))
+        .at(Duration::from_secs(5), Step::Remove(3))
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+    for i in 0..20 {
+        assert_eq!(report.final_values(format!("k{i}")), vec!["v"], "k{i}: {report}");
+    }
+}
+
+/// Finding 5, the other half: a node that leaves while it holds hints for a member that
+/// is down hands them to another member instead of taking them away.
+#[test]
+fn finding_5_a_leaving_node_hands_its_hints_on() {
+    // Keys n1 does not replicate: for them n1 is only the stand-in that keeps n4's hint,
+    // so n1 holds no data of its own and its leave finishes while n4 is still down.
+    let keys = keys_outside("n1", 4, 10);
+    let report = Scenario::new(7)
+        .nodes(4)
+        .client_of("writer", &[1, 2], move |client| async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            for key in keys {
+                client
+                    .put_with(key, "v", &Context::empty(), writes(Consistency::Count(2)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        })
+        .at(Duration::from_secs(1), Step::Crash(3))
+        .at(Duration::from_secs(6), Step::Leave(0))
+        .at(Duration::from_secs(25), Step::Restart(3))
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+    for key in keys_outside("n1", 4, 10) {
+        assert_eq!(report.final_values(&key), vec!["v"], "{key}: {report}");
+    }
+}
+
+/// `count` keys whose three replicas, in a ring of nodes n1..=n`nodes`, leave out `node`.
+fn keys_outside(node: &str, nodes: usize, count: usize) -> Vec<String> {
+    let members = (1..=nodes).map(|i| Member::new(NodeId::new(&format!("n{i}")).expect("a valid id"), VNODES_DEFAULT));
+    let ring = Ring::new(members).expect("a ring");
+    let node = NodeId::new(node).expect("a valid id");
+    (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|key| !ring.preference_list(key_position(key.as_bytes()), 3).contains(&node))
+        .take(count)
+        .collect()
 }

@@ -41,31 +41,6 @@ fn finding_4_a_restart_while_a_member_is_forgotten_splits_the_ring() {
     assert!(kinds(&report).contains(&ViolationKind::RingSplit), "{report}");
 }
 
-/// Finding 5: a hint held for a node that is then removed is never delivered anywhere.
-#[test]
-fn finding_5_a_hint_for_a_removed_node_is_stranded() {
-    let report = Scenario::new(5)
-        .nodes(4)
-        .client("writer", |client| async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            // n4 is down: writes to keys it replicates leave hints for it.
-            for i in 0..20 {
-                client
-                    .put_with(format!("k{i}"), "v", &Context::empty(), writes(Consistency::Count(2)))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            tokio::time::sleep(Duration::from_secs(20)).await;
-            Ok(())
-        })
-        .at(Duration::from_secs(1), Step::Crash(3))
-        .at(Duration::from_secs(5), Step::Remove(3))
-        .run()
-        .expect("the scenario runs");
-    println!("{report}");
-    assert!(kinds(&report).contains(&ViolationKind::OrphanedHint), "{report}");
-}
-
 /// Finding 2: tombstone GC asks only the key's current replicas, so a node removed while
 /// it was only cut off keeps the old value and pushes it back after the purge.
 #[test]

@@ -93,7 +93,10 @@ impl Kv for FakeKv {
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         self.state.arrive(&request).await?;
         lock(&self.state.deletes).push(request.into_inner());
-        Ok(Response::new(DeleteResponse { replicas_acked: 2 }))
+        Ok(Response::new(DeleteResponse {
+            replicas_acked: 2,
+            replicas_hinted: 0,
+        }))
     }
 
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -151,6 +154,7 @@ impl FakeNode {
         *lock(&state.put_response) = PutResponse {
             context: Bytes::from_static(b"context-after-put"),
             replicas_acked: 2,
+            replicas_hinted: 0,
         };
         let service = KvServer::new(FakeKv {
             state: Arc::clone(&state),

@@ -235,7 +235,8 @@ pub(crate) struct HandoffStats {
 }
 
 /// Hands keys this node no longer replicates to their owners, then drops them; once a
-/// leaving node holds nothing, marks it as left.
+/// leaving node holds nothing (no key and no hint: hint hand-off re-homes those), marks
+/// it as left.
 pub(crate) async fn ownership_loop(core: Arc<NodeCore>, shutdown: watch::Receiver<bool>) {
     let mut rounds = Rounds::new(core.config.handoff_interval, shutdown);
     let mut cursor = None;
@@ -252,6 +253,7 @@ pub(crate) async fn ownership_loop(core: Arc<NodeCore>, shutdown: watch::Receive
                 if core.membership.local_state() == LocalState::Leaving
                     && stats.examined == 0
                     && matches!(core.store.scan(0, Position::MAX, None, 1).await, Ok(page) if page.is_empty())
+                    && matches!(core.store.hint_counts().await, Ok(counts) if counts.iter().all(|(_, n)| *n == 0))
                 {
                     if !*core.left.borrow() {
                         tracing::info!(node = %core.me(), "left the cluster: all data handed over");

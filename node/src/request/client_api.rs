@@ -87,6 +87,7 @@ impl KvService {
         Ok(proto::PutResponse {
             context: outcome.context,
             replicas_acked: outcome.acks as u32,
+            replicas_hinted: outcome.hinted as u32,
         })
     }
 
@@ -232,6 +233,7 @@ impl Kv for KvService {
             .map(|ok| {
                 Response::new(proto::DeleteResponse {
                     replicas_acked: ok.replicas_acked,
+                    replicas_hinted: ok.replicas_hinted,
                 })
             })
             .map_err(|e| status(&e))

@@ -102,7 +102,7 @@ async fn forward_to(
             tokio::time::timeout_at(deadline, client.put(put)).await.map(|r| {
                 r.map(|ok| {
                     let ok = ok.into_inner();
-                    (ok.context, ok.replicas_acked)
+                    (ok.context, ok.replicas_acked, ok.replicas_hinted)
                 })
             })
         }
@@ -114,17 +114,21 @@ async fn forward_to(
                 timeout_ms,
                 forwarded: true,
             };
-            tokio::time::timeout_at(deadline, client.delete(delete))
-                .await
-                .map(|r| r.map(|ok| (Bytes::new(), ok.into_inner().replicas_acked)))
+            tokio::time::timeout_at(deadline, client.delete(delete)).await.map(|r| {
+                r.map(|ok| {
+                    let ok = ok.into_inner();
+                    (Bytes::new(), ok.replicas_acked, ok.replicas_hinted)
+                })
+            })
         }
     };
     match answer {
-        Ok(Ok((context, acks))) => {
+        Ok(Ok((context, acks, hinted))) => {
             core.membership.report(node, true);
             Ok(WriteOutcome {
                 context,
                 acks: acks as usize,
+                hinted: hinted.min(acks) as usize,
             })
         }
         // The node's own verdict on the write goes back to the client as it is. Any other

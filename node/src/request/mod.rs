@@ -135,6 +135,8 @@ pub(crate) struct WriteOutcome {
     pub context: Bytes,
     /// Copies stored when answering.
     pub acks: usize,
+    /// How many of `acks` are stand-ins holding a hint (sloppy quorum).
+    pub hinted: usize,
 }
 
 /// The answer to a read.

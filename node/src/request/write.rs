@@ -80,6 +80,7 @@ impl Coordinator {
             self.replicate(&ring, &pref, &request.key, &state, usize::from(needed), deadline)
         );
         local?;
+        let (remote, hinted) = remote;
         let mut acks = 1 + remote;
         if ack_early {
             acks = usize::from(request.w);
@@ -96,11 +97,13 @@ impl Coordinator {
         Ok(WriteOutcome {
             context: Bytes::from(state.context().encode()),
             acks,
+            hinted: hinted.min(acks),
         })
     }
 
     /// Sends `state` to the other replicas (or stand-ins) and waits until `needed` of them
-    /// stored it or `deadline` passed; returns how many did.
+    /// stored it or `deadline` passed; returns how many did, and how many of those were
+    /// stand-ins keeping a hint.
     async fn replicate(
         &self,
         ring: &Ring,
@@ -109,11 +112,11 @@ impl Coordinator {
         state: &KeyState,
         needed: usize,
         deadline: Instant,
-    ) -> usize {
+    ) -> (usize, usize) {
         let core = &self.core;
         let targets: Vec<NodeId> = pref.iter().filter(|n| *n != core.me()).cloned().collect();
         if targets.is_empty() {
-            return 0;
+            return (0, 0);
         }
         // Without hinted hand-off a failed replica catches up through anti-entropy instead.
         let stand_ins: Vec<NodeId> = if core.config.hinted_handoff {
@@ -129,6 +132,8 @@ impl Coordinator {
         // the replica timeout.
         let copy_deadline = Instant::now() + core.config.request_timeout;
         let (copying, copied_key, copied_state) = (Arc::clone(core), key.clone(), state.clone());
+        let hinted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hinted_in = Arc::clone(&hinted);
         let copies: QuorumCall<(), ReplicaError> = QuorumCall::start(targets, stand_ins, move |slot: &Slot| {
             let replica = Replica::new(&copying, slot.node.clone());
             let (key, state, encoded, core) = (
@@ -138,12 +143,14 @@ impl Coordinator {
                 Arc::clone(&copying),
             );
             let hint_for = slot.stands_in_for.clone();
+            let hinted = Arc::clone(&hinted_in);
             Box::pin(async move {
                 replica
                     .merge(&key, &state, &encoded, hint_for.as_ref(), copy_deadline)
                     .await?;
                 if hint_for.is_some() {
                     core.metrics.hinted_writes.inc();
+                    hinted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(())
             })
@@ -156,8 +163,11 @@ impl Coordinator {
             copy_deadline,
         };
         let acks = copies.wait_for(needed, deadline).await;
+        // Stand-ins that answered by now; one finishing between the two reads may be
+        // counted although it was not among the first `acks`, so bound it.
+        let hinted = hinted.load(std::sync::atomic::Ordering::Relaxed).min(acks);
         copies.finish_in_background().await;
-        acks
+        (acks, hinted)
     }
 }
 

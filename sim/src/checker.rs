@@ -55,13 +55,16 @@ pub enum ViolationKind {
     /// At the end a member holds hints for a node that is no longer a member, or a node
     /// left holding hints: nothing will ever deliver them.
     OrphanedHint,
+    /// At the end a member that no fault keeps down is not running: it could not start
+    /// again after a crash or power loss.
+    MemberDown,
     /// The simulation itself failed (a host's software returned an error).
     SimulationError,
 }
 
 impl ViolationKind {
     /// Every kind, in report order.
-    pub const ALL: [ViolationKind; 13] = [
+    pub const ALL: [ViolationKind; 14] = [
         ViolationKind::LostWrite,
         ViolationKind::Divergence,
         ViolationKind::Phantom,
@@ -74,6 +77,7 @@ impl ViolationKind {
         ViolationKind::LostSyncedWrite,
         ViolationKind::UnreplicatedWrite,
         ViolationKind::OrphanedHint,
+        ViolationKind::MemberDown,
         ViolationKind::SimulationError,
     ];
 
@@ -98,6 +102,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::LostSyncedWrite => "lost-synced-write",
             ViolationKind::UnreplicatedWrite => "unreplicated-write",
             ViolationKind::OrphanedHint => "orphaned-hint",
+            ViolationKind::MemberDown => "member-down",
             ViolationKind::SimulationError => "simulation-error",
         };
         f.write_str(name)

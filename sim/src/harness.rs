@@ -333,6 +333,7 @@ impl Run {
             None => self.log(simulated, "did not converge"),
         }
         let rings = self.member_rings();
+        violations.extend(self.members_down());
         self.operator.stop();
         drop(sim);
         let finals = self.finals(&ring);
@@ -389,6 +390,23 @@ impl Run {
 
     fn members(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.slots.len()).filter(|i| self.slots[*i].membership == Membership::Member)
+    }
+
+    /// Members that no fault keeps down at the end and that are not running: they could
+    /// not start again (a restarted node retries every second while its seeds do not
+    /// answer).
+    fn members_down(&self) -> Vec<Violation> {
+        self.members()
+            .filter(|m| !self.slots[*m].crashed && self.slots[*m].inspector.borrow().is_none())
+            .map(|m| Violation {
+                kind: ViolationKind::MemberDown,
+                detail: format!(
+                    "n{} is a member, no fault keeps it down, and it is not running at the end: it could not start \
+                     again",
+                    m + 1
+                ),
+            })
+            .collect()
     }
 
     fn expected_members(&self) -> Vec<String> {

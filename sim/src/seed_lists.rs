@@ -117,6 +117,9 @@ pub fn known_finding(plan: &Plan, kinds: &[ViolationKind]) -> Option<&'static st
     if kinds.contains(&ViolationKind::RingSplit) && listed("4") {
         return Some("4: ring split after gossip forgets a dead member");
     }
+    if kinds.contains(&ViolationKind::MemberDown) && listed("4") {
+        return Some("4: membership lives in memory (a restarted member needs a live seed)");
+    }
     if kinds.contains(&ViolationKind::OrphanedHint) && listed("5") {
         return Some("5: hints orphaned");
     }

@@ -6,6 +6,12 @@
 //! seeds' gossip addresses then become chitchat's seeds. After gossip has shown the
 //! members the seeds reported, `crate::maintenance::transfer::pull_own_ranges` streams
 //! this node's ranges from their holders and the node announces itself up.
+//!
+//! A node that is a member already records so in its data directory, with the gossip
+//! addresses it joined through ([`remember`]). When it restarts and no seed answers
+//! within the join timeout (the whole cluster is restarting, say after a power cut: each
+//! node would wait for another to be up first), it starts as the member it is, gossiping
+//! to those addresses, instead of refusing to start.
 
 use std::time::Duration;
 
@@ -13,6 +19,8 @@ use ringkv_client::proto;
 use ringkv_client::proto::kv_client::KvClient;
 use ringkv_client::proto::replica_client::ReplicaClient;
 use tokio::time::Instant;
+
+use ringkv_storage::{Durability, Engine, EngineError};
 
 use crate::config::NodeConfig;
 use crate::network::Network;
@@ -69,8 +77,34 @@ pub(crate) struct Discovery {
     pub members: Vec<String>,
 }
 
-/// Asks the configured seeds about the cluster. No seeds: a new cluster of one.
-pub(crate) async fn discover(config: &NodeConfig, network: &Network) -> Result<Discovery, JoinError> {
+/// The data directory's record that this node is a member: the gossip addresses it may
+/// restart through, one per line.
+const META_MEMBER_SEEDS: &str = "member_gossip_seeds";
+
+/// Records that this node is a member of its cluster, reachable through `gossip_seeds`.
+pub(crate) fn remember(engine: &dyn Engine, gossip_seeds: &[String]) -> Result<(), EngineError> {
+    engine.put_meta(META_MEMBER_SEEDS, gossip_seeds.join("\n").as_bytes(), Durability::Sync)
+}
+
+/// The gossip addresses a member recorded with [`remember`]; `None` for a node that was
+/// never a member here.
+pub(crate) fn remembered(engine: &dyn Engine) -> Result<Option<Vec<String>>, EngineError> {
+    Ok(engine.get_meta(META_MEMBER_SEEDS)?.map(|bytes| {
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }))
+}
+
+/// Asks the configured seeds about the cluster. No seeds: a new cluster of one. A node
+/// that is a member already (`remembered`) starts as one when no seed answers in time.
+pub(crate) async fn discover(
+    config: &NodeConfig,
+    network: &Network,
+    remembered: Option<Vec<String>>,
+) -> Result<Discovery, JoinError> {
     if config.join.is_empty() {
         return Ok(Discovery::default());
     }
@@ -86,6 +120,19 @@ pub(crate) async fn discover(config: &NodeConfig, network: &Network) -> Result<D
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if let Some(gossip_seeds) = remembered {
+        tracing::warn!(
+            node = %config.node_id,
+            seeds = %config.join.join(", "),
+            last_error,
+            "no seed answered: starting as the member this node already is"
+        );
+        return Ok(Discovery {
+            gossip_seeds,
+            known_member: true,
+            members: Vec::new(),
+        });
     }
     Err(JoinError::NoSeedReachable {
         seeds: config.join.join(", "),

@@ -161,6 +161,17 @@ impl RunningNode {
     pub async fn start_with(config: NodeConfig, options: StartOptions) -> Result<RunningNode, StartError> {
         config.validate()?;
         let clock = options.clock.unwrap_or_else(|| Arc::new(NodeClock::system()));
+        // The engine first: it remembers whether this node is a member already, which
+        // decides whether it may start without a seed answering.
+        let engine = match options.engine {
+            Some(engine) => engine,
+            None => {
+                let config = config.clone();
+                tokio::task::spawn_blocking(move || open_engine(&config))
+                    .await
+                    .map_err(|e| EngineError::Io(e.to_string()))??
+            }
+        };
         let (membership, gossip, discovery) = match config.gossip_listen {
             None => {
                 let membership = StaticMembership::new(
@@ -173,7 +184,8 @@ impl RunningNode {
                 (Arc::new(membership) as Arc<dyn Membership>, None, None)
             }
             Some(gossip_address) => {
-                let discovery = join::discover(&config, &options.network).await?;
+                let remembered = join::remembered(engine.as_ref())?;
+                let discovery = join::discover(&config, &options.network, remembered).await?;
                 let state = if config.join.is_empty() || discovery.known_member {
                     LocalState::Up
                 } else {
@@ -205,6 +217,9 @@ impl RunningNode {
                     Some(transport) => Gossip::start_with_transport(gossip_config, me, transport.as_ref()).await?,
                     None => Gossip::start(gossip_config, me).await?,
                 };
+                if state == LocalState::Up {
+                    join::remember(engine.as_ref(), &discovery.gossip_seeds)?;
+                }
                 let membership = GossipMembership::start(config.node_id.clone(), gossip, gossip_address, state);
                 (
                     Arc::clone(&membership) as Arc<dyn Membership>,
@@ -221,15 +236,6 @@ impl RunningNode {
         let admin_listener = match config.admin_listen {
             Some(address) => Some(bind(address).await?),
             None => None,
-        };
-        let engine = match options.engine {
-            Some(engine) => engine,
-            None => {
-                let config = config.clone();
-                tokio::task::spawn_blocking(move || open_engine(&config))
-                    .await
-                    .map_err(|e| EngineError::Io(e.to_string()))??
-            }
         };
         let incarnation = if config.new_incarnation {
             Incarnation::New
@@ -334,7 +340,12 @@ impl RunningNode {
             let core = Arc::clone(&core);
             tasks.push(tokio::spawn(async move {
                 match pull_own_ranges(&core, &discovery).await {
-                    Ok(stats) => tracing::info!(node = %core.me(), ?stats, "joined: ranges pulled, now up"),
+                    Ok(stats) => {
+                        tracing::info!(node = %core.me(), ?stats, "joined: ranges pulled, now up");
+                        if let Err(e) = join::remember(core.store.engine().as_ref(), &discovery.gossip_seeds) {
+                            tracing::warn!(node = %core.me(), error = %e, "join: cannot record the membership");
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(node = %core.me(), error = %e, "join: pulling ranges failed; staying joining")
                     }

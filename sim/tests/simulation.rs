@@ -335,7 +335,7 @@ fn acknowledging_before_the_sync_is_caught() {
 fn hints_dropped_before_delivery_are_caught() {
     hunt(
         Bug::HintDroppedBeforeDelivery,
-        40,
+        60,
         &[
             ViolationKind::LostWrite,
             ViolationKind::UnreplicatedWrite,
@@ -345,16 +345,8 @@ fn hints_dropped_before_delivery_are_caught() {
     );
 }
 
-#[test]
-fn tombstone_gc_that_skips_the_replica_check_is_caught() {
-    hunt(
-        Bug::GcSkipsReplicaCheck,
-        80,
-        &[
-            ViolationKind::Resurrection,
-            ViolationKind::FutureContext,
-            ViolationKind::ReusedDot,
-            ViolationKind::StaleRead,
-        ],
-    );
-}
+// "Tombstone GC purges without asking the other members" has no hunt now. Before
+// finding 1 was fixed it showed within 80 seeds, through the counters a purged key
+// reused; with that fixed, none of seeds 0..600 shows it apart from what the clean run
+// shows too (`ringkv-sim explore --seeds 600 --bug gc-skips-replica-check`). It needs a
+// directed scenario: docs/simulation.md, "Injected bugs".

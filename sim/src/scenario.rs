@@ -164,6 +164,7 @@ pub struct Scenario {
     clients: Vec<ClientSpec>,
     steps: Vec<(Duration, Step)>,
     configure: Option<Arc<Configure>>,
+    bug: Option<ringkv_storage::injected_bug::Bug>,
 }
 
 /// What a scenario run produced.
@@ -262,7 +263,15 @@ impl Scenario {
             clients: Vec::new(),
             steps: Vec::new(),
             configure: None,
+            bug: None,
         }
+    }
+
+    /// Switches a deliberate bug on in every node of this run (`ringkv-sim bugs` lists
+    /// them), to see a scenario's checks catch it. The run's own thread carries it.
+    pub fn bug(mut self, bug: ringkv_storage::injected_bug::Bug) -> Scenario {
+        self.bug = Some(bug);
+        self
     }
 
     /// Changes every node's configuration after the simulation's own settings (gossip
@@ -422,6 +431,7 @@ impl Scenario {
             .stack_size(64 << 20)
             .spawn(move || {
                 crate::entropy::seed_this_thread(seed);
+                ringkv_storage::injected_bug::inject(self.bug);
                 ScenarioRun::new(self).execute()
             })
             .map_err(|e| ScenarioError::Failed(e.to_string()))?

@@ -348,5 +348,5 @@ fn hints_dropped_before_delivery_are_caught() {
 // "Tombstone GC purges without asking the other members" has no hunt now. Before
 // finding 1 was fixed it showed within 80 seeds, through the counters a purged key
 // reused; with that fixed, none of seeds 0..600 shows it apart from what the clean run
-// shows too (`ringkv-sim explore --seeds 600 --bug gc-skips-replica-check`). It needs a
-// directed scenario: docs/simulation.md, "Injected bugs".
+// shows too (`ringkv-sim explore --seeds 600 --bug gc-skips-replica-check`). A directed
+// scenario catches it: `tests/scenario.rs`.

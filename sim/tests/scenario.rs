@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ringkv_client::{Consistency, Context, ReadOptions, WriteOptions};
 use ringkv_sim::scenario::{Scenario, ScenarioError, ScenarioReport, Step};
+use ringkv_storage::injected_bug::Bug;
 use ringkv_storage::Durability;
 
 #[path = "../examples/shopping_cart.rs"]
@@ -137,16 +138,21 @@ fn the_shopping_cart_loses_no_acknowledged_add() {
     assert!(verdict.passed(), "{}", verdict.report);
 }
 
-#[test]
-fn a_tombstone_outlives_a_replica_that_is_down_and_is_purged_everywhere_after() {
+/// A key written, then deleted while node `away` is down from 1 s to `back_at` (with
+/// hints off), then left to GC, with `bug` switched on if given.
+fn tombstone_scenario(away: usize, back_at: Duration, bug: Option<Bug>) -> ScenarioReport {
     // Moved here from node/tests/anti_entropy.rs, where it waited on wall-clock sleeps:
     // the node's tombstone grace is 2 s in the simulation.
-    let report = Scenario::new(3)
+    let scenario = match bug {
+        Some(bug) => Scenario::new(3).bug(bug),
+        None => Scenario::new(3),
+    };
+    scenario
         .nodes(3)
         // n3 misses the delete, and with hints off nothing is queued for it: only
         // anti-entropy can bring it the tombstone, and GC must wait for that.
         .configure(|config| config.hinted_handoff = false)
-        .client("app", |client| async move {
+        .client("app", move |client| async move {
             let all = WriteOptions {
                 consistency: Some(Consistency::All),
                 ..WriteOptions::default()
@@ -156,14 +162,14 @@ fn a_tombstone_outlives_a_replica_that_is_down_and_is_purged_everywhere_after() 
                 .await
                 .map_err(|e| e.to_string())?;
             tokio::time::sleep(Duration::from_secs(2)).await;
-            // n3 is down from 1 s: the delete reaches n1 and n2 only.
+            // `away` is down from 1 s: the delete reaches the other two only.
             let seen = client.get("doomed").await.map_err(|e| e.to_string())?;
             client
                 .delete("doomed", &seen.context)
                 .await
                 .map_err(|e| e.to_string())?;
-            // n3 comes back at 8 s; give hand-off, anti-entropy and GC time.
-            tokio::time::sleep(Duration::from_secs(16)).await;
+            // Give `away` time to come back, then hand-off, anti-entropy and GC.
+            tokio::time::sleep(back_at + Duration::from_secs(8)).await;
             let everyone = ReadOptions {
                 consistency: Some(Consistency::All),
                 timeout: None,
@@ -184,15 +190,20 @@ fn a_tombstone_outlives_a_replica_that_is_down_and_is_purged_everywhere_after() 
             }
             Ok(())
         })
-        .at(Duration::from_secs(1), Step::Crash(2))
+        .at(Duration::from_secs(1), Step::Crash(away))
         .at(
-            Duration::from_secs(7),
+            back_at - Duration::from_secs(1),
             Step::Snapshot("n3 down, past the grace".to_owned()),
         )
-        .at(Duration::from_secs(8), Step::Restart(2))
-        .at(Duration::from_secs(17), Step::Snapshot("after".to_owned()))
+        .at(back_at, Step::Restart(away))
+        .at(back_at + Duration::from_secs(9), Step::Snapshot("after".to_owned()))
         .run()
-        .expect("the scenario runs");
+        .expect("the scenario runs")
+}
+
+#[test]
+fn a_tombstone_outlives_a_replica_that_is_down_and_is_purged_everywhere_after() {
+    let report = tombstone_scenario(2, Duration::from_secs(8), None);
     assert!(report.passed(), "{report}");
     let down = report.snapshot("n3 down, past the grace", "doomed");
     for (node, state) in down.iter().filter(|(node, _)| *node != 2) {
@@ -255,55 +266,18 @@ fn a_restarted_node_s_clock_continues_from_the_world_s_time() {
 #[test]
 fn tombstone_gc_that_skips_the_replica_check_is_caught_by_a_scenario() {
     use ringkv_ring::{key_position, Member, NodeId, Ring, VNODES_DEFAULT};
-    use ringkv_storage::injected_bug::Bug;
     let members = (1..=3).map(|i| Member::new(NodeId::new(&format!("n{i}")).expect("a valid id"), VNODES_DEFAULT));
     let ring = Ring::new(members).expect("a ring");
     let pref = ring.preference_list(key_position(b"doomed"), 3);
     let away: usize = pref.nodes()[2].as_str()[1..].parse::<usize>().expect("nK") - 1;
-    let run = |bug: Option<Bug>| {
-        let scenario = Scenario::new(11);
-        let scenario = match bug {
-            Some(bug) => scenario.bug(bug),
-            None => scenario,
-        };
-        scenario
-            .nodes(3)
-            .configure(|config| config.hinted_handoff = false)
-            .client("app", |client| async move {
-                let all = WriteOptions {
-                    consistency: Some(Consistency::All),
-                    ..WriteOptions::default()
-                };
-                client
-                    .put_with("doomed", "v", &Context::empty(), all)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let seen = client.get("doomed").await.map_err(|e| e.to_string())?;
-                client
-                    .delete("doomed", &seen.context)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::time::sleep(Duration::from_secs(25)).await;
-                let read = client.get("doomed").await.map_err(|e| e.to_string())?;
-                if !read.is_empty() {
-                    return Err(format!("the deleted value came back: {:?}", read.siblings));
-                }
-                Ok(())
-            })
-            .at(Duration::from_secs(1), Step::Crash(away))
-            .at(Duration::from_secs(11), Step::Snapshot("away".to_owned()))
-            .at(Duration::from_secs(12), Step::Restart(away))
-            .run()
-            .expect("the scenario runs")
-    };
-    let clean = run(None);
-    let buggy = run(Some(Bug::GcSkipsReplicaCheck));
+    let back_at = Duration::from_secs(12);
+    let clean = tombstone_scenario(away, back_at, None);
+    let buggy = tombstone_scenario(away, back_at, Some(Bug::GcSkipsReplicaCheck));
     // With the bug the two replicas that saw the delete purged it while the third was
     // away; without it they keep the tombstone until the third has it.
     let purged = |report: &ScenarioReport| {
         report
-            .snapshot("away", "doomed")
+            .snapshot("n3 down, past the grace", "doomed")
             .iter()
             .any(|(node, state)| *node != away && state.is_none())
     };

@@ -21,9 +21,10 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
-use crate::member::{DecodeError, KEY_REMOVED, KEY_STATUS};
+use crate::member::{DecodeError, KEY_STATUS};
+use crate::roster::Roster;
 use crate::view::{self, Incarnation};
-use crate::{GossipConfig, GossipError, MemberInfo, MemberStatus, MemberView};
+use crate::{GossipConfig, GossipError, MemberInfo, MemberStatus, MemberView, RosterError};
 
 /// A node's membership in a gossip cluster.
 ///
@@ -112,6 +113,7 @@ impl Gossip {
             chitchat: chitchat.clone(),
             self_id: self_id.clone(),
             published: me,
+            published_roster: Roster::default(),
             decoded: HashMap::new(),
             members_tx,
         };
@@ -146,16 +148,28 @@ impl Gossip {
         refresher.refresh().await;
     }
 
-    /// Announces node ids this node removed from the cluster (the whole list each time;
-    /// it travels as one gossip value). Every node unions the lists it sees into
-    /// [`MemberView::removed`].
-    pub async fn set_removed(&self, removed: Vec<String>) {
-        self.chitchat
-            .lock()
-            .await
-            .self_node_state()
-            .set(KEY_REMOVED, removed.join(","));
-        self.refresher.lock().await.refresh().await;
+    /// Publishes this node's [`Roster`] (the whole of it, one gossip key per member;
+    /// chitchat ships only the entries that changed). Every node merges the rosters it
+    /// sees, its own included, into [`MemberView::roster`].
+    ///
+    /// # Errors
+    /// [`RosterError::Full`] if the roster holds more than
+    /// [`ROSTER_ENTRIES_MAX`](crate::ROSTER_ENTRIES_MAX) members (nothing is published).
+    pub async fn set_roster(&self, roster: &Roster) -> Result<(), RosterError> {
+        if roster.len() > crate::ROSTER_ENTRIES_MAX {
+            return Err(RosterError::Full);
+        }
+        let mut refresher = self.refresher.lock().await;
+        {
+            let mut chitchat = self.chitchat.lock().await;
+            let state = chitchat.self_node_state();
+            for (key, value) in roster.to_key_values() {
+                state.set(key, value);
+            }
+        }
+        refresher.published_roster = roster.clone();
+        refresher.refresh().await;
+        Ok(())
     }
 
     /// Stops gossiping through a shared reference: this node stops answering and
@@ -287,6 +301,8 @@ async fn refresh_loop<T, E: std::fmt::Display>(
 struct Decoded {
     max_version: u64,
     info: Result<MemberInfo, DecodeError>,
+    /// The roster it publishes, and how many of its entries did not decode.
+    roster: (Roster, usize),
     /// The last decode error logged for this incarnation, so a peer that keeps
     /// publishing the same garbage is logged once.
     logged: Option<DecodeError>,
@@ -297,6 +313,8 @@ struct Refresher {
     self_id: ChitchatId,
     /// What this node publishes; its own entry in every view.
     published: MemberInfo,
+    /// The roster this node publishes (see [`Gossip::set_roster`]).
+    published_roster: Roster,
     /// One entry per incarnation chitchat holds; pruned on every refresh, so
     /// it is bounded by chitchat's own state.
     decoded: HashMap<ChitchatId, Decoded>,
@@ -322,24 +340,29 @@ impl Refresher {
         let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
         let mut previous = std::mem::take(&mut self.decoded);
         let mut incarnations = Vec::with_capacity(chitchat.node_states().len());
-        let mut removed = std::collections::BTreeSet::new();
+        let mut roster = self.published_roster.clone();
+        let mut roster_full = false;
         for (id, state) in chitchat.node_states() {
-            if let Some(list) = state.get(KEY_REMOVED) {
-                removed.extend(
-                    list.split(',')
-                        .filter(|id| !id.is_empty() && id.len() <= 64)
-                        .map(str::to_owned),
-                );
-            }
             let max_version = state.max_version();
             let mut decoded = match previous.remove(id) {
                 Some(decoded) if decoded.max_version == max_version => decoded,
-                stale => Decoded {
-                    max_version,
-                    info: MemberInfo::decode(&id.node_id, id.generation_id, |key| state.get(key)),
-                    logged: stale.and_then(|stale| stale.logged),
-                },
+                stale => {
+                    let roster = Roster::from_key_values(state.key_values());
+                    if roster.1 > 0 {
+                        warn!(peer = ?id, skipped = roster.1, "skipping roster entries that do not decode");
+                    }
+                    Decoded {
+                        max_version,
+                        info: MemberInfo::decode(&id.node_id, id.generation_id, |key| state.get(key)),
+                        roster,
+                        logged: stale.and_then(|stale| stale.logged),
+                    }
+                }
             };
+            roster_full |= roster.merge(&decoded.roster.0).is_err();
+            if let Ok(info) = &decoded.info {
+                roster_full |= roster.observe(info).is_err();
+            }
             if *id == self.self_id {
                 self_overwritten = decoded.info.as_ref() != Ok(&self.published);
                 incarnations.push(Incarnation {
@@ -387,14 +410,26 @@ impl Refresher {
                  republishing them (the generation must be new on every start)"
             );
             let state = chitchat.self_node_state();
-            for (key, value) in self.published.to_key_values() {
+            for (key, value) in self
+                .published
+                .to_key_values()
+                .into_iter()
+                .chain(self.published_roster.to_key_values())
+            {
                 state.delete(&key);
                 state.set(key, value);
             }
         }
+        roster_full |= roster.observe(&self.published).is_err();
+        if roster_full {
+            error!(
+                max = crate::ROSTER_ENTRIES_MAX,
+                "the cluster's roster is full: members past the limit are not seen"
+            );
+        }
         drop(chitchat);
         let mut view = view::build(incarnations);
-        view.removed = removed;
+        view.roster = roster;
         debug_assert!(view.members.contains_key(&*self.self_id.node_id));
         view
     }

@@ -15,7 +15,9 @@
 //!
 //! Where to start reading: [`Gossip::start`] (in `gossip.rs`) spawns chitchat
 //! and the task that turns its state into views; `member.rs` defines the
-//! key-value encoding; `view.rs` folds a restarted or duplicated node's
+//! key-value encoding; `roster.rs` the membership record every node publishes and
+//! persists, so that ring membership survives chitchat forgetting a dead node;
+//! `view.rs` folds a restarted or duplicated node's
 //! incarnations into one entry.
 //!
 //! Time and randomness: chitchat runs on Tokio's clock and draws its gossip
@@ -28,6 +30,7 @@ mod config;
 mod error;
 mod gossip;
 mod member;
+mod roster;
 mod view;
 
 pub use config::{
@@ -38,6 +41,7 @@ pub use config::{
 pub use error::GossipError;
 pub use gossip::Gossip;
 pub use member::{MemberInfo, MemberStatus};
+pub use roster::{Fate, Roster, RosterEntry, RosterError, ROSTER_ENTRIES_MAX};
 pub use view::{MemberEntry, MemberView};
 
 /// What a substitute gossip network implements (chitchat's transport traits).

@@ -32,8 +32,6 @@ pub(crate) const KEY_REPLICA_ADDR: &str = "replica_addr";
 pub(crate) const KEY_VNODES: &str = "vnodes";
 pub(crate) const KEY_ZONE: &str = "zone";
 pub(crate) const KEY_STATUS: &str = "status";
-/// Comma-separated node ids this node removed from the cluster.
-pub(crate) const KEY_REMOVED: &str = "removed";
 
 /// The longest value we parse for any of our keys, in bytes. Real values are
 /// at most a zone name (64 bytes) or an IPv6 socket address (47 bytes).

@@ -36,10 +36,12 @@ pub struct MemberView {
     /// peers declare its previous incarnation dead (a few seconds); a restart
     /// on the same address never does.
     pub conflicts: Vec<String>,
-    /// Node ids some member announced as removed from the cluster (see
-    /// [`Gossip::set_removed`](crate::Gossip::set_removed)); the union over every
-    /// member's announcement, so it only grows.
-    pub removed: BTreeSet<String>,
+    /// Every member any node's roster holds, with its fate: the merge of the rosters
+    /// every incarnation in chitchat's state publishes (see
+    /// [`Gossip::set_roster`](crate::Gossip::set_roster)) and of what each member
+    /// publishes about itself. Unlike `members`, nothing leaves it when chitchat
+    /// forgets a dead node, as long as some node publishes its roster.
+    pub roster: crate::Roster,
 }
 
 /// One member as this node sees it.

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{has_exactly_alive, info, init_tracing, observe_for, start, wait_for, INTERVAL};
-use ringkv_gossip::{Gossip, MemberStatus};
+use ringkv_gossip::{Fate, Gossip, MemberStatus, Roster, RosterEntry};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_converge() {
@@ -171,27 +171,67 @@ async fn duplicate_node_id_is_reported() {
     shutdown_all(vec![observer, first]).await;
 }
 
-/// Removal announcements travel as one value per announcer; every node sees
-/// the union.
+/// Rosters published by different nodes merge everywhere, and a member stays in the
+/// roster after chitchat has forgotten it: its entry lives on in the rosters of the
+/// nodes that remember it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removal_announcements_are_unioned() {
+async fn rosters_merge_and_outlive_forgotten_members() {
     init_tracing();
-    let cluster = "removed";
-    let (n0, n0_addr) = start(cluster, info("n0", 1, 0), &[], |_| {}).await;
-    let (n1, _) = start(cluster, info("n1", 1, 1), &[n0_addr], |_| {}).await;
-    n0.set_removed(vec!["old-a".to_string()]).await;
-    n1.set_removed(vec!["old-b".to_string(), "old-c".to_string()]).await;
+    let cluster = "roster";
+    let grace = Duration::from_secs(2);
+    let short_grace = move |config: &mut ringkv_gossip::GossipConfig| config.dead_node_grace_period = grace;
+    let (n0, n0_addr) = start(cluster, info("n0", 1, 0), &[], short_grace).await;
+    let (n1, _) = start(cluster, info("n1", 1, 1), &[n0_addr], short_grace).await;
+    let (n2, _) = start(cluster, info("n2", 1, 2), &[n0_addr], short_grace).await;
+    let entry = |generation, fate| RosterEntry {
+        generation,
+        fate,
+        client_addr: info("old", 1, 9).client_addr,
+        replica_addr: info("old", 1, 9).replica_addr,
+        vnodes: 8,
+        zone: None,
+    };
+    // n0 learned of a removed member, n1 of one that left; each publishes what it knows.
+    wait_for(&mut n0.members(), Duration::from_secs(10), "n2 seen by n0", |view| {
+        view.roster.get("n2").is_some()
+    })
+    .await;
+    let mut roster0 = n0.members().borrow().roster.clone();
+    roster0.merge_entry("old-a", entry(3, Fate::Removed)).expect("fits");
+    n0.set_roster(&roster0).await.expect("fits");
+    let mut roster1 = Roster::default();
+    roster1.merge_entry("old-b", entry(4, Fate::Left)).expect("fits");
+    n1.set_roster(&roster1).await.expect("fits");
+    let fates = |view: &ringkv_gossip::MemberView| -> Vec<(String, Fate)> {
+        view.roster.iter().map(|(id, e)| (id.to_owned(), e.fate)).collect()
+    };
+    let expected: Vec<(String, Fate)> = [
+        ("n0", Fate::Up),
+        ("n1", Fate::Up),
+        ("n2", Fate::Up),
+        ("old-a", Fate::Removed),
+        ("old-b", Fate::Left),
+    ]
+    .into_iter()
+    .map(|(id, fate)| (id.to_owned(), fate))
+    .collect();
     for node in [&n0, &n1] {
-        wait_for(
-            &mut node.members(),
-            Duration::from_secs(10),
-            "union of removals",
-            |view| view.removed.iter().map(String::as_str).eq(["old-a", "old-b", "old-c"]),
-        )
+        wait_for(&mut node.members(), Duration::from_secs(10), "merged rosters", |view| {
+            fates(view) == expected
+        })
         .await;
     }
-    // Removal is an announcement, not liveness: both members are still there.
-    assert_eq!(n0.members().borrow().members.len(), 2);
+    // n2 stops; once chitchat has forgotten it, n1 no longer sees it as a member, but
+    // still finds it in the roster n0 publishes.
+    tokio::time::timeout(Duration::from_secs(5), n2.shutdown())
+        .await
+        .expect("shutdown within 5 s")
+        .expect("clean shutdown");
+    wait_for(&mut n1.members(), grace * 10, "n2 forgotten by chitchat", |view| {
+        !view.members.contains_key("n2")
+    })
+    .await;
+    assert_eq!(fates(&n1.members().borrow()), expected);
     shutdown_all(vec![n0, n1]).await;
 }
 

@@ -180,3 +180,61 @@ fn finding_4_a_whole_cluster_restart_forms_the_cluster_again() {
     assert!(report.passed(), "{report}");
     assert_eq!(report.final_values("k"), vec!["before"], "{report}");
 }
+
+/// The members whose ring (as `ringkv status` shows it through `client`) holds `id`.
+async fn ring_holds(client: &ringkv_client::Client, id: &str) -> Result<bool, String> {
+    let status = client.status().await.map_err(|e| e.to_string())?;
+    Ok(status.members.iter().any(|m| m.id == id && m.vnodes > 0))
+}
+
+/// Finding 4, its main half: chitchat forgets a member that stays dead past the grace
+/// period (8 s in the simulation), and membership lived only in memory, so a node that
+/// restarted meanwhile built a ring without the dead member while the others kept it
+/// (this was `known_findings.rs`'s ring-split scenario). Membership is now a roster every
+/// node publishes, merges and keeps on disk: the restarted node still places n4.
+#[test]
+fn finding_4_a_restart_while_a_member_is_forgotten_keeps_one_ring() {
+    let report = Scenario::new(4)
+        .nodes(4)
+        .client_of("ops", &[1], |client| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            // n4 died at 1 s and n2 restarted at 13 s: both long past the grace.
+            if !ring_holds(&client, "n4").await? {
+                return Err("the restarted n2 dropped the dead n4 from its ring".to_owned());
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(())
+        })
+        .at(Duration::from_secs(1), Step::Crash(3))
+        .at(Duration::from_secs(12), Step::Crash(1))
+        .at(Duration::from_secs(13), Step::Restart(1))
+        .at(Duration::from_secs(35), Step::Restart(3))
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+}
+
+/// Finding 4, for a node that joins after gossip forgot a dead member: it learns the
+/// member from the rosters the others publish, and places it as they do.
+#[test]
+fn finding_4_a_node_that_joins_after_a_member_is_forgotten_places_it() {
+    let report = Scenario::new(5)
+        .nodes(4)
+        .spares(1)
+        .client_of("ops", &[4], |client| async move {
+            tokio::time::sleep(Duration::from_secs(35)).await;
+            if !ring_holds(&client, "n4").await? {
+                return Err("the new n5 built a ring without the dead n4".to_owned());
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(())
+        })
+        .at(Duration::from_secs(1), Step::Crash(3))
+        .at(Duration::from_secs(15), Step::Join(4))
+        .at(Duration::from_secs(40), Step::Restart(3))
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+}

@@ -11,31 +11,55 @@
 //!   data over.
 //! - **Liveness** is chitchat's phi-accrual failure detector; connection errors alone do
 //!   not mark a node down.
-//! - **Removed** node ids are published by the node that received the remove command and
-//!   unioned by everyone; a removed id stays out of the ring for good.
+//! - **Who is a member** is the [`Roster`], not chitchat's live view: chitchat forgets a
+//!   node that stays dead past its grace period, and a node restarting (or joining) later
+//!   would build a ring without it while the others keep it. Every node merges the
+//!   rosters all nodes publish, publishes the result, and keeps it in its data directory
+//!   (`member_roster`), so the ring survives restarts and agrees everywhere. Forgetting a
+//!   member is only ever the operator's `remove`; a removed id stays out for good, a
+//!   member that left comes back only under a newer generation.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use ringkv_gossip::{Gossip, MemberInfo, MemberStatus, MemberView};
+use ringkv_gossip::{Fate, Gossip, MemberStatus, MemberView, Roster, RosterError};
 use ringkv_ring::{Member, NodeId, Ring};
+use ringkv_storage::{Durability, Engine, EngineError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{LocalState, MemberSummary, Membership, MembershipError};
 
-#[derive(Clone, Debug)]
-struct Known {
-    info: MemberInfo,
-    alive: bool,
+/// The data directory's copy of the roster ([`Roster::encode`]).
+const META_ROSTER: &str = "member_roster";
+
+/// Why the roster kept in the data directory could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RosterLoadError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The record does not decode.
+    #[error("the member roster in the data directory is unreadable: {0}")]
+    Corrupt(#[from] RosterError),
+}
+
+/// The roster this node kept in its data directory (empty for a new node).
+pub(crate) fn load_roster(engine: &dyn Engine) -> Result<Roster, RosterLoadError> {
+    match engine.get_meta(META_ROSTER)? {
+        None => Ok(Roster::default()),
+        Some(bytes) => Ok(Roster::decode(&String::from_utf8_lossy(&bytes))?),
+    }
 }
 
 #[derive(Debug)]
 struct Derived {
     ring: Arc<Ring>,
-    known: BTreeMap<NodeId, Known>,
-    removed: BTreeSet<NodeId>,
+    roster: Roster,
+    /// The failure detector's verdict and the announced status, for the members gossip
+    /// currently holds.
+    live: BTreeMap<NodeId, (bool, MemberStatus)>,
 }
 
 /// Membership driven by gossip.
@@ -43,10 +67,10 @@ pub(crate) struct GossipMembership {
     me: NodeId,
     gossip_address: SocketAddr,
     gossip: Arc<Gossip>,
+    engine: Arc<dyn Engine>,
     derived: RwLock<Derived>,
     ring_tx: watch::Sender<Arc<Ring>>,
     local: RwLock<LocalState>,
-    removed_here: std::sync::Mutex<BTreeSet<String>>,
     watcher: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -59,8 +83,16 @@ fn status_of(state: LocalState) -> MemberStatus {
 }
 
 impl GossipMembership {
-    /// Wraps a started gossip instance; `state` is what this node announced at start.
-    pub fn start(me: NodeId, gossip: Gossip, gossip_address: SocketAddr, state: LocalState) -> Arc<GossipMembership> {
+    /// Wraps a started gossip instance; `state` is what this node announced at start,
+    /// `roster` what [`load_roster`] read from `engine`, where changes are kept.
+    pub fn start(
+        me: NodeId,
+        gossip: Gossip,
+        gossip_address: SocketAddr,
+        state: LocalState,
+        roster: Roster,
+        engine: Arc<dyn Engine>,
+    ) -> Arc<GossipMembership> {
         let mut view = gossip.members();
         let empty = Arc::new(Ring::new(std::iter::empty()).unwrap_or_else(|_| unreachable!("an empty ring is valid")));
         let (ring_tx, _) = watch::channel(Arc::clone(&empty));
@@ -68,17 +100,26 @@ impl GossipMembership {
             me,
             gossip_address,
             gossip: Arc::new(gossip),
+            engine,
             derived: RwLock::new(Derived {
                 ring: empty,
-                known: BTreeMap::new(),
-                removed: BTreeSet::new(),
+                roster,
+                live: BTreeMap::new(),
             }),
             ring_tx,
             local: RwLock::new(state),
-            removed_here: std::sync::Mutex::new(BTreeSet::new()),
             watcher: std::sync::Mutex::new(None),
         });
         membership.apply(&view.borrow_and_update());
+        // What the data directory remembers goes out even if this view added nothing.
+        membership.publish(
+            membership
+                .derived
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .roster
+                .clone(),
+        );
         let weak = Arc::downgrade(&membership);
         let watcher = tokio::spawn(async move {
             while view.changed().await.is_ok() {
@@ -91,41 +132,58 @@ impl GossipMembership {
         membership
     }
 
-    /// Folds a gossip view into the ring and liveness.
+    /// Folds a gossip view into the roster, the ring and liveness.
     fn apply(&self, view: &MemberView) {
         let mut derived = self.derived.write().unwrap_or_else(|p| p.into_inner());
-        for known in derived.known.values_mut() {
-            known.alive = false;
-        }
-        for (id, entry) in &view.members {
-            let Ok(id) = NodeId::try_from(id.as_str()) else {
-                continue;
-            };
-            derived.known.insert(
-                id,
-                Known {
-                    info: entry.info.clone(),
-                    alive: entry.alive,
-                },
-            );
-        }
-        for id in view
-            .removed
+        derived.live = view
+            .members
             .iter()
-            .chain(self.removed_here.lock().unwrap_or_else(|p| p.into_inner()).iter())
-        {
-            if let Ok(id) = NodeId::try_from(id.as_str()) {
-                derived.removed.insert(id);
+            .filter_map(|(id, entry)| Some((NodeId::try_from(id.as_str()).ok()?, (entry.alive, entry.info.status))))
+            .collect();
+        let changed = match derived.roster.merge(&view.roster) {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::error!(node = %self.me, error = %e, "members past the roster's limit are not seen");
+                true
             }
+        };
+        if changed {
+            self.roster_changed(&mut derived);
+        } else if derived.ring.physical_node_count() == 0 {
+            self.rebuild_ring(&mut derived);
         }
+    }
+
+    /// Keeps a changed roster, publishes it and rebuilds the ring from it.
+    fn roster_changed(&self, derived: &mut Derived) {
+        let encoded = derived.roster.encode();
+        if let Err(e) = self.engine.put_meta(META_ROSTER, encoded.as_bytes(), Durability::Sync) {
+            tracing::error!(node = %self.me, error = %e, "cannot keep the member roster in the data directory");
+        }
+        self.publish(derived.roster.clone());
+        self.rebuild_ring(derived);
+    }
+
+    fn publish(&self, roster: Roster) {
+        let gossip = Arc::clone(&self.gossip);
+        tokio::spawn(async move {
+            if let Err(e) = gossip.set_roster(&roster).await {
+                tracing::error!(error = %e, "cannot publish the member roster");
+            }
+        });
+    }
+
+    fn rebuild_ring(&self, derived: &mut Derived) {
         let members = derived
-            .known
+            .roster
             .iter()
-            .filter(|(id, k)| !derived.removed.contains(*id) && k.info.status != MemberStatus::Leaving)
-            .map(|(id, k)| Member {
-                id: id.clone(),
-                vnodes: k.info.vnodes,
-                zone: k.info.zone.clone(),
+            .filter(|(_, e)| e.fate.in_ring())
+            .filter_map(|(id, e)| {
+                Some(Member {
+                    id: NodeId::try_from(id).ok()?,
+                    vnodes: e.vnodes,
+                    zone: e.zone.clone(),
+                })
             });
         match Ring::new(members) {
             Ok(ring) if ring != *derived.ring => {
@@ -135,7 +193,7 @@ impl GossipMembership {
                 self.ring_tx.send_replace(ring);
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "gossip view does not form a ring; keeping the previous one"),
+            Err(e) => tracing::warn!(error = %e, "the roster does not form a ring; keeping the previous one"),
         }
     }
 
@@ -161,9 +219,9 @@ impl Membership for GossipMembership {
         self.derived
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .known
-            .get(node)
-            .map(|k| k.info.replica_addr)
+            .roster
+            .get(node.as_str())
+            .map(|e| e.replica_addr)
     }
 
     fn is_alive(&self, node: &NodeId) -> bool {
@@ -172,9 +230,9 @@ impl Membership for GossipMembership {
                 .derived
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .known
+                .live
                 .get(node)
-                .is_some_and(|k| k.alive)
+                .is_some_and(|(alive, _)| *alive)
     }
 
     fn report(&self, _node: &NodeId, _reachable: bool) {
@@ -184,22 +242,25 @@ impl Membership for GossipMembership {
     fn members(&self) -> Vec<MemberSummary> {
         let derived = self.derived.read().unwrap_or_else(|p| p.into_inner());
         derived
-            .known
+            .roster
             .iter()
-            .map(|(id, k)| {
-                let removed = derived.removed.contains(id);
-                MemberSummary {
-                    id: id.clone(),
-                    address: Some(k.info.client_addr),
-                    state: if removed {
-                        "removed".to_owned()
-                    } else {
-                        k.info.status.as_str().to_owned()
-                    },
-                    alive: k.alive || *id == self.me,
-                    generation: k.info.generation,
-                    in_ring: derived.ring.contains(id),
-                }
+            .filter_map(|(id, entry)| {
+                let id = NodeId::try_from(id).ok()?;
+                let (alive, status) = derived.live.get(&id).copied().unwrap_or((false, MemberStatus::Up));
+                let alive = alive || id == self.me;
+                // A member that announced its departure is "leaving" while it still runs.
+                let state = match entry.fate {
+                    Fate::Left if alive && status == MemberStatus::Leaving => "leaving",
+                    fate => fate.as_str(),
+                };
+                Some(MemberSummary {
+                    in_ring: derived.ring.contains(&id),
+                    id,
+                    address: Some(entry.client_addr),
+                    state: state.to_owned(),
+                    alive,
+                    generation: entry.generation,
+                })
             })
             .collect()
     }
@@ -218,28 +279,16 @@ impl Membership for GossipMembership {
         if *node == self.me {
             return Err(MembershipError::RemoveSelf);
         }
-        let (known, alive) = {
-            let derived = self.derived.read().unwrap_or_else(|p| p.into_inner());
-            (
-                derived.known.contains_key(node),
-                derived.known.get(node).is_some_and(|k| k.alive),
-            )
-        };
-        if !known {
+        let mut derived = self.derived.write().unwrap_or_else(|p| p.into_inner());
+        if derived.roster.get(node.as_str()).is_none() {
             return Err(MembershipError::UnknownNode(node.clone()));
         }
-        if alive {
+        if derived.live.get(node).is_some_and(|(alive, _)| *alive) {
             return Err(MembershipError::StillAlive(node.clone()));
         }
-        let removed: Vec<String> = {
-            let mut here = self.removed_here.lock().unwrap_or_else(|p| p.into_inner());
-            here.insert(node.to_string());
-            here.iter().cloned().collect()
-        };
-        let gossip = Arc::clone(&self.gossip);
-        tokio::spawn(async move { gossip.set_removed(removed).await });
-        let view = self.gossip.members().borrow().clone();
-        self.apply(&view);
+        if derived.roster.remove(node.as_str()) {
+            self.roster_changed(&mut derived);
+        }
         Ok(())
     }
 

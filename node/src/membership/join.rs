@@ -201,6 +201,10 @@ async fn ask_seed(config: &NodeConfig, network: &Network, seed: &str) -> Result<
             }
             continue;
         }
+        if member.state == "left" {
+            // Gone: not waited for; this node, if it is the one, joins afresh.
+            continue;
+        }
         if member.id == me {
             if member.alive && member.address != config.advertise.to_string() {
                 return Err(SeedAnswer::Refused(JoinError::DuplicateNodeId {

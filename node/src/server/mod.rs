@@ -28,7 +28,7 @@ use crate::maintenance::probe::probe_loop;
 use crate::maintenance::ring_watch::ring_watch_loop;
 use crate::maintenance::tombstone_gc::gc_loop;
 use crate::maintenance::transfer::{ownership_loop, pull_own_ranges};
-use crate::membership::gossip::GossipMembership;
+use crate::membership::gossip::{self, GossipMembership};
 use crate::membership::join::{self, JoinError};
 use crate::membership::static_list::StaticMembership;
 use crate::membership::{LocalState, Membership};
@@ -41,7 +41,7 @@ use crate::request::client_api::KvService;
 use crate::request::Coordinator;
 use crate::store::merkle_index::MerkleIndex;
 use crate::store::{off_runtime, LocalStore};
-use ringkv_gossip::{Gossip, GossipConfig, MemberInfo, MemberStatus};
+use ringkv_gossip::{Fate, Gossip, GossipConfig, MemberInfo, MemberStatus};
 
 mod admin;
 
@@ -69,6 +69,9 @@ pub enum StartError {
     /// Gossip could not start.
     #[error("gossip: {0}")]
     Gossip(#[from] ringkv_gossip::GossipError),
+    /// The member roster kept in the data directory could not be read.
+    #[error(transparent)]
+    Roster(#[from] crate::membership::gossip::RosterLoadError),
     /// A port could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -184,14 +187,22 @@ impl RunningNode {
                 (Arc::new(membership) as Arc<dyn Membership>, None, None)
             }
             Some(gossip_address) => {
-                let remembered = join::remembered(engine.as_ref())?;
+                let roster = gossip::load_roster(engine.as_ref())?;
+                let own = roster.get(config.node_id.as_str());
+                // A member that left (or was leaving when it stopped) joins afresh.
+                let remembered = match own.map(|e| e.fate) {
+                    Some(Fate::Left | Fate::Removed) => None,
+                    _ => join::remembered(engine.as_ref())?,
+                };
                 let discovery = join::discover(&config, &options.network, remembered).await?;
                 let state = if config.join.is_empty() || discovery.known_member {
                     LocalState::Up
                 } else {
                     LocalState::Joining
                 };
-                let generation = clock.wall_ms();
+                // Every start is a newer generation than the last, whatever the clock says:
+                // the roster orders a member's incarnations by it.
+                let generation = clock.wall_ms().max(own.map_or(0, |e| e.generation.saturating_add(1)));
                 let mut gossip_config = GossipConfig::new(
                     config.node_id.as_str(),
                     config.cluster_name.as_str(),
@@ -220,7 +231,14 @@ impl RunningNode {
                 if state == LocalState::Up {
                     join::remember(engine.as_ref(), &discovery.gossip_seeds)?;
                 }
-                let membership = GossipMembership::start(config.node_id.clone(), gossip, gossip_address, state);
+                let membership = GossipMembership::start(
+                    config.node_id.clone(),
+                    gossip,
+                    gossip_address,
+                    state,
+                    roster,
+                    Arc::clone(&engine),
+                );
                 (
                     Arc::clone(&membership) as Arc<dyn Membership>,
                     Some(membership),

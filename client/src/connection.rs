@@ -107,6 +107,8 @@ pub struct ConnectionTimeouts {
 #[derive(Clone)]
 pub struct Connection {
     shared: Arc<Shared>,
+    /// Headers added to every request (see [`Connection::with_header`]).
+    headers: Arc<http::HeaderMap>,
 }
 
 struct Shared {
@@ -164,7 +166,15 @@ impl Connection {
                 sender: Mutex::new(Cached::default()),
                 connecting: tokio::sync::Mutex::new(()),
             }),
+            headers: Arc::new(http::HeaderMap::new()),
         }
+    }
+
+    /// The same connection, adding `name: value` to every request sent through this
+    /// handle and its clones (a node names itself to its peers this way).
+    pub fn with_header(mut self, name: http::HeaderName, value: http::HeaderValue) -> Connection {
+        Arc::make_mut(&mut self.headers).insert(name, value);
+        self
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cached> {
@@ -282,7 +292,10 @@ impl Connection {
         Resp: prost::Message + Default,
     {
         let unavailable = |e: &dyn std::fmt::Display| tonic::Status::unavailable(e.to_string());
-        let request = crate::message_stream::open_request(uri)?;
+        let mut request = crate::message_stream::open_request(uri)?;
+        for (name, value) in self.headers.iter() {
+            request.headers_mut().insert(name, value.clone());
+        }
         let (connect, mut sender) = self.ready_sender().await.map_err(|e| unavailable(&e))?;
         let (response, send) = sender.send_request(request, false).map_err(|e| {
             self.forget(connect);
@@ -292,7 +305,10 @@ impl Connection {
     }
 
     async fn send(self, request: http::Request<tonic::body::Body>) -> Result<http::Response<ResponseBody>, BoxError> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        for (name, value) in self.headers.iter() {
+            parts.headers.insert(name, value.clone());
+        }
         // Encode first, so the headers and the body reach h2 together (module docs).
         let mut body = std::pin::pin!(body);
         let mut chunks: Vec<Bytes> = Vec::new();

@@ -12,7 +12,7 @@
 //! - two entries for one id merge to the greater under one total order: a removal wins
 //!   over everything (a removed id stays out for good); otherwise the higher generation
 //!   wins (a member that left may come back under a new generation); at one generation
-//!   the later fate wins (joining, then up, then left);
+//!   the later fate wins (joining, then up, then left, then gone);
 //! - every node publishes its whole roster under `roster/<id>` keys, merges what every
 //!   peer publishes (dead or alive, as long as chitchat holds it) and persists the
 //!   result, so forgetting a member is only ever the operator's explicit removal.
@@ -46,9 +46,12 @@ pub enum Fate {
     Joining,
     /// Serving its ranges: in the ring.
     Up,
-    /// Announced that it is leaving (and may since have stopped): out of the ring. It
-    /// may come back under a newer generation.
+    /// Announced that it is leaving: out of the ring, but it may still hold data (it
+    /// hands it over, or stopped before it was done). It may come back under a newer
+    /// generation.
     Left,
+    /// Left and handed everything over: holds no data any more.
+    Gone,
     /// Removed by an operator: out of the ring for good, whatever its generation.
     Removed,
 }
@@ -60,6 +63,7 @@ impl Fate {
             Fate::Joining => "joining",
             Fate::Up => "up",
             Fate::Left => "left",
+            Fate::Gone => "gone",
             Fate::Removed => "removed",
         }
     }
@@ -69,6 +73,7 @@ impl Fate {
             "joining" => Some(Fate::Joining),
             "up" => Some(Fate::Up),
             "left" => Some(Fate::Left),
+            "gone" => Some(Fate::Gone),
             "removed" => Some(Fate::Removed),
             _ => None,
         }
@@ -77,6 +82,11 @@ impl Fate {
     /// Whether a member with this fate is in the ring.
     pub fn in_ring(self) -> bool {
         matches!(self, Fate::Joining | Fate::Up)
+    }
+
+    /// Whether a member with this fate may hold data: every fate but gone and removed.
+    pub fn may_hold_data(self) -> bool {
+        matches!(self, Fate::Joining | Fate::Up | Fate::Left)
     }
 
     fn of(status: MemberStatus) -> Fate {
@@ -192,7 +202,7 @@ impl RosterEntry {
             status: match self.fate {
                 Fate::Joining => MemberStatus::Joining,
                 Fate::Up => MemberStatus::Up,
-                Fate::Left | Fate::Removed => MemberStatus::Leaving,
+                Fate::Left | Fate::Gone | Fate::Removed => MemberStatus::Leaving,
             },
         }
     }
@@ -327,6 +337,18 @@ impl Roster {
         )
     }
 
+    /// Records that `node_id` left and holds nothing any more (fate gone, at its current
+    /// generation); returns whether the roster changed.
+    pub fn gone(&mut self, node_id: &str) -> bool {
+        match self.entries.get_mut(node_id) {
+            Some(entry) if entry.fate < Fate::Gone => {
+                entry.fate = Fate::Gone;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Records the operator's removal of `node_id`; returns whether the roster changed
     /// (`false` also when the member is unknown).
     pub fn remove(&mut self, node_id: &str) -> bool {
@@ -416,6 +438,7 @@ mod tests {
             Just(Fate::Joining),
             Just(Fate::Up),
             Just(Fate::Left),
+            Just(Fate::Gone),
             Just(Fate::Removed)
         ]
     }
@@ -496,7 +519,7 @@ mod tests {
         for bad in [
             "",
             "x up 127.0.0.1:1 127.0.0.1:1 8 ",
-            "1 gone 127.0.0.1:1 127.0.0.1:1 8 ",
+            "1 vanished 127.0.0.1:1 127.0.0.1:1 8 ",
             "1 up nowhere 127.0.0.1:1 8 ",
             "1 up 127.0.0.1:1 127.0.0.1:1 0 ",
             "1 up 0.0.0.0:1 127.0.0.1:1 8 ",

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub hints_delivered: Counter,
     /// Hints whose target left or was removed, moved to their keys' current replicas.
     pub hints_rehomed: Counter,
+    /// Replica requests refused because their sender was removed from the cluster.
+    pub removed_sender_refused: Counter,
     /// Writes stored on a fallback node with a hint.
     pub hinted_writes: Counter,
     /// Replicas sent a merged state after a read found them stale.
@@ -122,6 +124,12 @@ impl Metrics {
             "hints_rehomed",
             "Hints for a node that is no longer a member, moved to the keys' current replicas",
             hints_rehomed.clone(),
+        );
+        let removed_sender_refused = Counter::default();
+        registry.register(
+            "removed_sender_refused",
+            "Replica requests refused because the sending node was removed from the cluster",
+            removed_sender_refused.clone(),
         );
         let hinted_writes = Counter::default();
         registry.register(
@@ -228,6 +236,7 @@ impl Metrics {
             hints_pending,
             hints_delivered,
             hints_rehomed,
+            removed_sender_refused,
             hinted_writes,
             read_repairs,
             read_hedges,

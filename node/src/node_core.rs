@@ -37,11 +37,27 @@ pub(crate) struct NodeCore {
     pub background: Background,
     /// Set to `true` once a leaving node has handed all its data over.
     pub left: tokio::sync::watch::Sender<bool>,
+    /// Whether the removal of this node was logged (once).
+    pub removed_logged: std::sync::atomic::AtomicBool,
 }
 
 impl NodeCore {
     /// This node's id.
     pub fn me(&self) -> &NodeId {
         &self.config.node_id
+    }
+
+    /// Whether an operator removed this node from the cluster (it learns so by gossip).
+    /// A removed node pushes nothing to its former peers; its id cannot come back.
+    pub fn removed_from_cluster(&self) -> bool {
+        let removed = self.membership.is_removed(self.me());
+        if removed && !self.removed_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!(
+                node = %self.me(),
+                "this node was removed from the cluster: it no longer pushes data to its former \
+                 peers; stop it (to rejoin, start it with an empty data directory and a new id)"
+            );
+        }
+        removed
     }
 }

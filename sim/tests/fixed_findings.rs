@@ -238,3 +238,59 @@ fn finding_4_a_node_that_joins_after_a_member_is_forgotten_places_it() {
     println!("{report}");
     assert!(report.passed(), "{report}");
 }
+
+/// Finding 2, a node removed while it was only cut off: tombstone GC could not ask it
+/// (it is not a member), so it kept the old values and, once healed, pushed them back
+/// after the members had purged them (this was `known_findings.rs`'s resurrection
+/// scenario; 8 of 12 keys came back). Its peers now refuse replica traffic from a
+/// removed node, on every message of a stream opened before the removal too.
+#[test]
+fn finding_2_a_node_removed_while_cut_off_cannot_bring_purged_values_back() {
+    let report = Scenario::new(8)
+        .nodes(4)
+        .client_of("app", &[0, 1, 2], |client| async move {
+            let keys: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+            for k in &keys {
+                client
+                    .put_with(k.clone(), "old", &Context::empty(), writes(Consistency::All))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            // n4 is cut off at 2 s and removed at 3 s; then every key is deleted and, past
+            // the grace, purged by the three members.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            for k in &keys {
+                let seen = client.get(k.clone()).await.map_err(|e| e.to_string())?;
+                client
+                    .delete_with(k.clone(), &seen.context, writes(Consistency::Count(2)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            // The heal at 15 s lets n4 push what it holds.
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Ok(())
+        })
+        .at(Duration::from_secs(2), Step::Partition(vec![3]))
+        .at(Duration::from_secs(3), Step::RemoveAlive(3))
+        .at(Duration::from_secs(14), Step::Snapshot("purged".to_owned()))
+        .at(Duration::from_secs(15), Step::Heal)
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    let purged = (0..12)
+        .filter(|i| {
+            report
+                .snapshot("purged", format!("k{i}"))
+                .iter()
+                .all(|(n, s)| *n == 3 || s.is_none())
+        })
+        .count();
+    let back: Vec<String> = (0..12)
+        .map(|i| format!("k{i}"))
+        .filter(|k| !report.final_values(k).is_empty())
+        .collect();
+    println!("{purged} of 12 keys purged on the members before the heal; back after it: {back:?}");
+    assert!(report.passed(), "{report}");
+    assert!(purged > 0, "the members purged the deleted keys: {report}");
+    assert!(back.is_empty(), "purged values came back: {back:?}\n{report}");
+}

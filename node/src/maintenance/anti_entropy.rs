@@ -175,6 +175,11 @@ pub(crate) async fn anti_entropy_loop(core: Arc<NodeCore>, shutdown: watch::Rece
     let mut rounds = Rounds::new(core.config.anti_entropy_interval, shutdown);
     let mut next = 0usize;
     while rounds.next().await {
+        if core.removed_from_cluster() {
+            // Its peers refuse its replica traffic (`crate::replica::fence`): pushing
+            // would only be refused again.
+            continue;
+        }
         let ring = core.membership.ring();
         let peers: Vec<&NodeId> = ring
             .members()

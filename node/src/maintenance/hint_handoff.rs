@@ -36,6 +36,11 @@ pub(crate) const HANDOFF_BATCH_MAX: usize = 256;
 pub(crate) async fn handoff_loop(core: Arc<NodeCore>, shutdown: watch::Receiver<bool>) {
     let mut rounds = Rounds::new(core.config.handoff_interval, shutdown);
     while rounds.next().await {
+        if core.removed_from_cluster() {
+            // Its peers refuse its replica traffic (`crate::replica::fence`): pushing
+            // would only be refused again.
+            continue;
+        }
         if let Err(e) = handoff_round(&core).await {
             tracing::warn!(error = %e, "hint hand-off round failed");
         }

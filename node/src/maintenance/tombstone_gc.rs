@@ -7,12 +7,18 @@
 //! 1. it is the first node of the key's preference list (one coordinator per key),
 //! 2. the key has been dead for at least the grace period (`tombstone_grace`, which is at
 //!    least the request timeout, so no write that began before the delete is in flight),
-//! 3. every member of the cluster is alive and answered: every replica holds exactly the
-//!    same state, and no node holds a hint for the key.
+//! 3. every node that may hold a copy is alive and answered: the ring's members and the
+//!    members still leaving (or stopped while leaving: their leave is not done until
+//!    they have handed everything over, `Fate::Gone`). Every replica holds exactly the
+//!    same state; any other node holds nothing for the key or exactly that state (a
+//!    displaced node still handing a key over after a join blocks the purge until it has
+//!    dropped its copy); and no node holds a hint for the key.
 //!
-//! Then each replica deletes its record if it is still unchanged (`Replica/Purge`). A
-//! replica that is down blocks the purge until it is back and has the tombstone (by
-//! hand-off or anti-entropy). Keys written again after a purge take dot counters from the
+//! Then each holder deletes its record if it is still unchanged (`Replica/Purge`). A
+//! node that is down blocks the purge until it is back and has the tombstone (by
+//! hand-off or anti-entropy). A node an operator removed cannot be asked (it may still
+//! run, cut off, with old copies); its replica traffic is refused instead
+//! (`crate::replica::fence`), so it cannot push a purged value back. Keys written again after a purge take dot counters from the
 //! node's node-wide sequence (`crate::identity`), so old contexts cannot cover them.
 
 use std::sync::Arc;
@@ -95,9 +101,9 @@ pub(crate) async fn gc_round(core: &Arc<NodeCore>, cursor: &mut Option<Key>) -> 
             continue;
         }
         stats.candidates += 1;
-        let members: Vec<NodeId> = ring.members().iter().map(|m| m.id.clone()).collect();
+        let holders = core.membership.possible_holders();
         let replicas: Vec<NodeId> = pref.iter().cloned().collect();
-        if try_purge(core, members, replicas, &key, &state).await {
+        if try_purge(core, holders, replicas, &key, &state).await {
             stats.purged += 1;
         }
     }
@@ -105,8 +111,9 @@ pub(crate) async fn gc_round(core: &Arc<NodeCore>, cursor: &mut Option<Key>) -> 
     Ok(stats)
 }
 
-/// Purges `key` from every replica if every member answers that nothing can bring its
-/// old value back: every replica holds exactly `state`, and nobody holds a hint for it.
+/// Purges `key` from every holder if every node that may hold a copy (`members`)
+/// answers that nothing can bring its old value back: every replica holds exactly
+/// `state`, every other node nothing or exactly `state`, and nobody holds a hint for it.
 async fn try_purge(
     core: &Arc<NodeCore>,
     members: Vec<NodeId>,
@@ -133,15 +140,21 @@ async fn try_purge(
         return false;
     }
     let unchanged = |check: &GcCheck| check.state.as_ref() == Some(state);
-    let safe = checks
-        .answers
-        .iter()
-        .all(|(slot, check)| !check.holds_hint && (!replicas.contains(&slot.node) || unchanged(check)));
+    let safe = checks.answers.iter().all(|(slot, check)| {
+        !check.holds_hint && (unchanged(check) || (!replicas.contains(&slot.node) && check.state.is_none()))
+    });
     if !safe {
         return false;
     }
-    // Every replica holds exactly this tombstone and nobody holds a hint: purge.
-    purge_everywhere(core, replicas, key, state).await
+    // Every holder holds exactly this tombstone and nobody holds a hint: purge it
+    // everywhere it is.
+    let mut holders = replicas;
+    for (slot, check) in &checks.answers {
+        if check.state.is_some() && !holders.contains(&slot.node) {
+            holders.push(slot.node.clone());
+        }
+    }
+    purge_everywhere(core, holders, key, state).await
 }
 
 /// Purges `key` from every replica that still holds exactly `state`, with a time budget
@@ -169,6 +182,11 @@ pub(crate) async fn gc_loop(core: Arc<NodeCore>, shutdown: watch::Receiver<bool>
     let mut rounds = Rounds::new(core.config.gc_interval, shutdown);
     let mut cursor = None;
     while rounds.next().await {
+        if core.removed_from_cluster() {
+            // Its peers refuse its replica traffic (`crate::replica::fence`): pushing
+            // would only be refused again.
+            continue;
+        }
         if let Err(e) = gc_round(&core, &mut cursor).await {
             tracing::warn!(error = %e, "tombstone GC round failed");
         }

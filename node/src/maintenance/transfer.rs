@@ -242,6 +242,11 @@ pub(crate) async fn ownership_loop(core: Arc<NodeCore>, shutdown: watch::Receive
     let mut cursor = None;
     let mut foreign_this_pass = 0u64;
     while rounds.next().await {
+        if core.removed_from_cluster() {
+            // Its peers refuse its replica traffic (`crate::replica::fence`): pushing
+            // would only be refused again.
+            continue;
+        }
         match handoff_foreign_round(&core, &mut cursor).await {
             Ok(stats) => {
                 foreign_this_pass += stats.foreign as u64;
@@ -257,6 +262,7 @@ pub(crate) async fn ownership_loop(core: Arc<NodeCore>, shutdown: watch::Receive
                 {
                     if !*core.left.borrow() {
                         tracing::info!(node = %core.me(), "left the cluster: all data handed over");
+                        core.membership.handed_everything_over();
                     }
                     core.left.send_replace(true);
                 }

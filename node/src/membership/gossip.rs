@@ -57,9 +57,8 @@ pub(crate) fn load_roster(engine: &dyn Engine) -> Result<Roster, RosterLoadError
 struct Derived {
     ring: Arc<Ring>,
     roster: Roster,
-    /// The failure detector's verdict and the announced status, for the members gossip
-    /// currently holds.
-    live: BTreeMap<NodeId, (bool, MemberStatus)>,
+    /// The failure detector's verdict on the members gossip currently holds.
+    live: BTreeMap<NodeId, bool>,
 }
 
 /// Membership driven by gossip.
@@ -138,7 +137,7 @@ impl GossipMembership {
         derived.live = view
             .members
             .iter()
-            .filter_map(|(id, entry)| Some((NodeId::try_from(id.as_str()).ok()?, (entry.alive, entry.info.status))))
+            .filter_map(|(id, entry)| Some((NodeId::try_from(id.as_str()).ok()?, entry.alive)))
             .collect();
         let changed = match derived.roster.merge(&view.roster) {
             Ok(changed) => changed,
@@ -232,7 +231,7 @@ impl Membership for GossipMembership {
                 .unwrap_or_else(|p| p.into_inner())
                 .live
                 .get(node)
-                .is_some_and(|(alive, _)| *alive)
+                .is_some_and(|alive| *alive)
     }
 
     fn report(&self, _node: &NodeId, _reachable: bool) {
@@ -246,11 +245,12 @@ impl Membership for GossipMembership {
             .iter()
             .filter_map(|(id, entry)| {
                 let id = NodeId::try_from(id).ok()?;
-                let (alive, status) = derived.live.get(&id).copied().unwrap_or((false, MemberStatus::Up));
-                let alive = alive || id == self.me;
-                // A member that announced its departure is "leaving" while it still runs.
+                let alive = derived.live.get(&id).copied().unwrap_or(false) || id == self.me;
+                // A member still handing its data over is leaving (whether it runs or
+                // stopped before it was done); one that handed everything over has left.
                 let state = match entry.fate {
-                    Fate::Left if alive && status == MemberStatus::Leaving => "leaving",
+                    Fate::Left => "leaving",
+                    Fate::Gone => "left",
                     fate => fate.as_str(),
                 };
                 Some(MemberSummary {
@@ -283,7 +283,7 @@ impl Membership for GossipMembership {
         if derived.roster.get(node.as_str()).is_none() {
             return Err(MembershipError::UnknownNode(node.clone()));
         }
-        if derived.live.get(node).is_some_and(|(alive, _)| *alive) {
+        if derived.live.get(node).is_some_and(|alive| *alive) {
             return Err(MembershipError::StillAlive(node.clone()));
         }
         if derived.roster.remove(node.as_str()) {
@@ -294,5 +294,30 @@ impl Membership for GossipMembership {
 
     fn gossip_address(&self) -> Option<SocketAddr> {
         Some(self.gossip_address)
+    }
+
+    fn is_removed(&self, node: &NodeId) -> bool {
+        let derived = self.derived.read().unwrap_or_else(|p| p.into_inner());
+        derived
+            .roster
+            .get(node.as_str())
+            .is_some_and(|e| e.fate == Fate::Removed)
+    }
+
+    fn possible_holders(&self) -> Vec<NodeId> {
+        let derived = self.derived.read().unwrap_or_else(|p| p.into_inner());
+        derived
+            .roster
+            .iter()
+            .filter(|(_, e)| e.fate.may_hold_data())
+            .filter_map(|(id, _)| NodeId::try_from(id).ok())
+            .collect()
+    }
+
+    fn handed_everything_over(&self) {
+        let mut derived = self.derived.write().unwrap_or_else(|p| p.into_inner());
+        if derived.roster.gone(self.me.as_str()) {
+            self.roster_changed(&mut derived);
+        }
     }
 }

@@ -99,4 +99,11 @@ pub(crate) trait Membership: Send + Sync + 'static {
     fn remove(&self, node: &NodeId) -> Result<(), MembershipError>;
     /// Where this node gossips, if it does.
     fn gossip_address(&self) -> Option<SocketAddr>;
+    /// Whether an operator removed `node` from the cluster.
+    fn is_removed(&self, node: &NodeId) -> bool;
+    /// Every node that may hold a copy of some key: the ring's members and members that
+    /// are leaving (or stopped while leaving). Tombstone GC needs every one to answer.
+    fn possible_holders(&self) -> Vec<NodeId>;
+    /// Records that this node, leaving, has handed everything over and holds nothing.
+    fn handed_everything_over(&self);
 }

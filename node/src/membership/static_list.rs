@@ -113,6 +113,16 @@ impl Membership for StaticMembership {
         None
     }
 
+    fn is_removed(&self, _node: &NodeId) -> bool {
+        false
+    }
+
+    fn possible_holders(&self) -> Vec<NodeId> {
+        self.ring().members().iter().map(|m| m.id.clone()).collect()
+    }
+
+    fn handed_everything_over(&self) {}
+
     fn address(&self, node: &NodeId) -> Option<SocketAddr> {
         self.addresses.get(node).copied()
     }

@@ -25,6 +25,7 @@ use tonic::transport::Uri;
 
 use self::batcher::ReplicaBatcher;
 use crate::network::Network;
+use crate::replica::fence::SENDER_HEADER;
 
 /// Largest message a replica RPC may carry (a batch of states).
 pub(crate) const REPLICA_MESSAGE_BYTES_MAX: usize = 256 << 20;
@@ -38,6 +39,8 @@ pub(crate) const PEER_TIMEOUTS: ConnectionTimeouts = ConnectionTimeouts {
 /// Lazily connected connections to peers, by node id.
 pub(crate) struct Peers {
     network: Network,
+    /// This node's id, as the sender header of every request (`crate::replica::fence`).
+    sender: tonic::codegen::http::HeaderValue,
     peers: Mutex<BTreeMap<NodeId, Peer>>,
 }
 
@@ -50,10 +53,12 @@ struct Peer {
 }
 
 impl Peers {
-    /// An empty pool dialing through `network`.
-    pub fn new(network: Network) -> Peers {
+    /// An empty pool dialing through `network`, naming itself `me` to its peers.
+    pub fn new(network: Network, me: &NodeId) -> Peers {
         Peers {
             network,
+            sender: tonic::codegen::http::HeaderValue::from_str(me.as_str())
+                .unwrap_or_else(|_| unreachable!("a node id is a valid header value")),
             peers: Mutex::new(BTreeMap::new()),
         }
     }
@@ -65,7 +70,10 @@ impl Peers {
                 return pick(known);
             }
         }
-        let connection = self.network.connection(address, PEER_TIMEOUTS);
+        let connection = self.network.connection(address, PEER_TIMEOUTS).with_header(
+            tonic::codegen::http::HeaderName::from_static(SENDER_HEADER),
+            self.sender.clone(),
+        );
         let origin = origin(address);
         let unary = replica_client(connection.clone(), origin.clone());
         let batcher = ReplicaBatcher::start(connection.clone(), origin.clone(), unary, REPLICA_MESSAGE_BYTES_MAX);

@@ -97,8 +97,7 @@ pub(super) async fn leaf_digests(
 }
 
 pub(super) async fn gc_check(core: &Arc<NodeCore>, key: Key) -> Result<GcCheck, ReplicaError> {
-    let ring = core.membership.ring();
-    let targets = ring.members().iter().map(|m| m.id.clone()).collect();
+    let targets = core.membership.possible_holders();
     let holds_hint = core.store.holds_hint(key.clone(), targets).await?;
     let state = core.store.get(key).await?;
     Ok(GcCheck { state, holds_hint })

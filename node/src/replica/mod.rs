@@ -18,6 +18,7 @@
 //!
 //! Start reading at [`Replica`], then [`quorum::QuorumCall`].
 
+pub(crate) mod fence;
 mod local;
 pub(crate) mod quorum;
 mod remote;

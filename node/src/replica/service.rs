@@ -173,25 +173,32 @@ impl ReplicaApi for ReplicaService {
         // One batch at a time, answered in order: the next one is read only after this one
         // is answered, so HTTP/2 flow control is all the queue there is.
         let service = ReplicaService::new(Arc::clone(&self.core), self.stop.clone());
+        let sender = super::fence::sender_of(request.metadata());
         let state = (service, request.into_inner());
-        let answers = futures::stream::unfold(Some(state), |state| async move {
-            let (mut service, mut batches) = state?;
-            let message = tokio::select! {
-                biased;
-                // The node is stopping: end the stream between batches. A batch already
-                // read is always answered.
-                _ = service.stop.wait_for(|stopping| *stopping) => return None,
-                message = batches.message() => message,
-            };
-            let batch = match message {
-                Ok(Some(batch)) => batch,
-                Ok(None) => return None, // the peer closed its side
-                Err(status) => return Some((Err(status), None)),
-            };
-            match service.apply_ops(batch.ops).await {
-                Ok(results) => Some((Ok(proto::ReplicaOpsResponse { results }), Some((service, batches)))),
-                // A refused batch ends the stream: the peer opens a new one.
-                Err(status) => Some((Err(status), None)),
+        let answers = futures::stream::unfold(Some(state), move |state| {
+            let sender = sender.clone();
+            async move {
+                let (mut service, mut batches) = state?;
+                let message = tokio::select! {
+                    biased;
+                    // The node is stopping: end the stream between batches. A batch already
+                    // read is always answered.
+                    _ = service.stop.wait_for(|stopping| *stopping) => return None,
+                    message = batches.message() => message,
+                };
+                let batch = match message {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => return None, // the peer closed its side
+                    Err(status) => return Some((Err(status), None)),
+                };
+                if let Err(status) = super::fence::check(&service.core, sender.as_ref()) {
+                    return Some((Err(status), None));
+                }
+                match service.apply_ops(batch.ops).await {
+                    Ok(results) => Some((Ok(proto::ReplicaOpsResponse { results }), Some((service, batches)))),
+                    // A refused batch ends the stream: the peer opens a new one.
+                    Err(status) => Some((Err(status), None)),
+                }
             }
         });
         Ok(Response::new(Box::pin(answers)))

@@ -36,12 +36,14 @@ use crate::metrics::Metrics;
 use crate::network::{Incoming, Network};
 use crate::node_core::NodeCore;
 use crate::peers::{Peers, REPLICA_MESSAGE_BYTES_MAX};
+use crate::replica::fence::RemovedNodeFence;
 use crate::replica::service::ReplicaService;
 use crate::request::client_api::KvService;
 use crate::request::Coordinator;
 use crate::store::merkle_index::MerkleIndex;
 use crate::store::{off_runtime, LocalStore};
 use ringkv_gossip::{Fate, Gossip, GossipConfig, MemberInfo, MemberStatus};
+use tonic::service::interceptor::InterceptedService;
 
 mod admin;
 
@@ -134,7 +136,7 @@ fn open_engine(config: &NodeConfig) -> Result<Arc<dyn Engine>, StartError> {
 fn serve<IO, S>(
     incoming: S,
     kv: KvServer<KvService>,
-    replica: ReplicaServer<ReplicaService>,
+    replica: InterceptedService<ReplicaServer<ReplicaService>, RemovedNodeFence>,
     mut stop: watch::Receiver<bool>,
 ) -> futures::future::BoxFuture<'static, Result<(), tonic::transport::Error>>
 where
@@ -189,13 +191,17 @@ impl RunningNode {
             Some(gossip_address) => {
                 let roster = gossip::load_roster(engine.as_ref())?;
                 let own = roster.get(config.node_id.as_str());
-                // A member that left (or was leaving when it stopped) joins afresh.
-                let remembered = match own.map(|e| e.fate) {
-                    Some(Fate::Left | Fate::Removed) => None,
+                // A member that left and handed everything over (or was removed) joins afresh.
+                let own_fate = own.map(|e| e.fate);
+                let remembered = match own_fate {
+                    Some(Fate::Gone | Fate::Removed) => None,
                     _ => join::remembered(engine.as_ref())?,
                 };
                 let discovery = join::discover(&config, &options.network, remembered).await?;
-                let state = if config.join.is_empty() || discovery.known_member {
+                // A member that stopped while leaving goes on leaving.
+                let state = if own_fate == Some(Fate::Left) {
+                    LocalState::Leaving
+                } else if config.join.is_empty() || discovery.known_member {
                     LocalState::Up
                 } else {
                     LocalState::Joining
@@ -221,7 +227,8 @@ impl RunningNode {
                     zone: config.zone.clone(),
                     status: match state {
                         LocalState::Joining => MemberStatus::Joining,
-                        LocalState::Up | LocalState::Leaving => MemberStatus::Up,
+                        LocalState::Up => MemberStatus::Up,
+                        LocalState::Leaving => MemberStatus::Leaving,
                     },
                 };
                 let gossip = match &options.gossip_transport {
@@ -299,11 +306,12 @@ impl RunningNode {
             store,
             dots,
             membership,
-            peers: Peers::new(options.network.clone()),
+            peers: Peers::new(options.network.clone(), &config.node_id),
             metrics: Metrics::new(),
             clock,
             background: Background::new(),
             left: watch::channel(false).0,
+            removed_logged: std::sync::atomic::AtomicBool::new(false),
             config,
         });
 
@@ -312,9 +320,12 @@ impl RunningNode {
         let kv = KvServer::new(KvService::new(Coordinator::new(Arc::clone(&core)))).max_decoding_message_size(
             core.config.limits.value_bytes_max() as usize + core.config.limits.key_bytes_max() as usize + (64 << 10),
         );
-        let replica = ReplicaServer::new(ReplicaService::new(Arc::clone(&core), shutdown_rx.clone()))
-            .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX);
+        let replica = InterceptedService::new(
+            ReplicaServer::new(ReplicaService::new(Arc::clone(&core), shutdown_rx.clone()))
+                .max_decoding_message_size(REPLICA_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(REPLICA_MESSAGE_BYTES_MAX),
+            RemovedNodeFence::new(Arc::clone(&core)),
+        );
         let stop = shutdown_rx.clone();
         let grpc = match (listener, options.incoming) {
             (Some(listener), _) => {

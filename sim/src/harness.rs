@@ -480,6 +480,8 @@ impl Run {
     fn converged(&self, ring: &Ring) -> bool {
         self.finals(ring).values().all(FinalKey::agrees)
             && orphaned_hints(&self.held_hints(), &self.expected_members()).is_empty()
+            // A member restarted by the last heal may still be starting: wait for it.
+            && self.members_down().is_empty()
     }
 
     /// The host pairs a partition with `side` on one side cuts.

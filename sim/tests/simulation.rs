@@ -326,7 +326,7 @@ fn a_counter_taken_from_the_siblings_is_caught() {
 fn acknowledging_before_the_sync_is_caught() {
     hunt(
         Bug::AckBeforeSync,
-        12,
+        20,
         &[ViolationKind::LostSyncedWrite, ViolationKind::LostWrite],
     );
 }

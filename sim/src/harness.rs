@@ -626,8 +626,12 @@ impl Run {
                 sim.repair(node_name(*a), node_name(*b));
             }
             Fault::Crash { node } | Fault::PowerLoss { node } => {
-                // A node removed meanwhile stays dead.
-                if self.slots[*node].crashed && self.slots[*node].membership == Membership::Member {
+                // A node removed meanwhile stays dead. One asked to leave while it was down
+                // starts again, as an operator would start it: it must run to hand its
+                // data over, or it stays a (dead) member of every ring.
+                if self.slots[*node].crashed
+                    && matches!(self.slots[*node].membership, Membership::Member | Membership::Left)
+                {
                     sim.bounce(node_name(*node));
                     self.slots[*node].crashed = false;
                 }

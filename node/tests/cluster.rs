@@ -597,3 +597,88 @@ async fn a_writes_copies_land_even_when_its_client_gives_up_first() {
     drop(silent);
     cluster.shutdown().await;
 }
+
+/// Fields a client sets that the SDK would never send: an unknown consistency level was
+/// served as the default, and a TTL near `u64::MAX` ms overflowed the expiry time (a panic
+/// in a debug build; in a release build an acknowledged write that expired at once). Both
+/// are refused now, and nothing was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_requests_with_fields_out_of_range_are_refused() {
+    use ringkv_client::proto;
+    let cluster = TestCluster::start(3, 3).await;
+    let mut kv = proto::kv_client::KvClient::connect(format!("http://{}", cluster.address(0)))
+        .await
+        .unwrap();
+    let unknown_level = Some(proto::Consistency { level: 99, count: 0 });
+    let read = kv
+        .get(proto::GetRequest {
+            key: Bytes::from_static(b"k"),
+            consistency: unknown_level,
+            ..Default::default()
+        })
+        .await;
+    let status = read.expect_err("an unknown read level is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("level 99"), "{status:?}");
+    let written = kv
+        .put(proto::PutRequest {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+            consistency: unknown_level,
+            ..Default::default()
+        })
+        .await;
+    let status = written.expect_err("an unknown write level is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    for ttl_ms in [u64::MAX, u64::MAX / 2] {
+        let written = kv
+            .put(proto::PutRequest {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from_static(b"v"),
+                ttl_ms,
+                ..Default::default()
+            })
+            .await;
+        let status = written.expect_err("a TTL past the limit is refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{ttl_ms}: {status:?}");
+        assert!(status.message().contains("ttl"), "{status:?}");
+    }
+    let client = cluster.client_for(0);
+    assert!(
+        client.get("k").await.unwrap().siblings.is_empty(),
+        "nothing was written"
+    );
+    client.put("k", "fine", &Context::empty()).await.unwrap();
+    assert_eq!(values(&client.get("k").await.unwrap()), ["fine"]);
+    cluster.shutdown().await;
+}
+
+/// A scan page size outside `1..=SCAN_PAGE_MAX` was clamped into it; it is refused now,
+/// as every other limit is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_page_size_outside_the_limit_is_refused() {
+    use ringkv_client::proto;
+    let cluster = TestCluster::start(1, 1).await;
+    let mut replica = proto::replica_client::ReplicaClient::connect(format!("http://{}", cluster.address(0)))
+        .await
+        .unwrap();
+    let scan = |limit: u32| proto::ScanRangeRequest {
+        first: 0,
+        last: u64::MAX,
+        after_key: Bytes::new(),
+        limit,
+    };
+    let page_max = u32::try_from(ringkv_storage::SCAN_PAGE_MAX).unwrap();
+    for limit in [0, page_max + 1, u32::MAX] {
+        let status = replica.scan_range(scan(limit)).await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{limit}: {status:?}");
+        assert!(status.message().contains("page"), "{status:?}");
+    }
+    for limit in [1, page_max] {
+        replica
+            .scan_range(scan(limit))
+            .await
+            .expect("a page size within the limit is served");
+    }
+    cluster.shutdown().await;
+}

@@ -346,7 +346,13 @@ impl ReplicaApi for ReplicaService {
         } else {
             Some(self.key(request.after_key)?)
         };
-        let limit = (request.limit as usize).clamp(1, ringkv_storage::SCAN_PAGE_MAX);
+        let limit = request.limit as usize;
+        if !(1..=ringkv_storage::SCAN_PAGE_MAX).contains(&limit) {
+            return Err(Status::invalid_argument(format!(
+                "a scan page of {limit} keys: the page size must be within 1..={}",
+                ringkv_storage::SCAN_PAGE_MAX
+            )));
+        }
         let page = self
             .local
             .scan(request.first, request.last, after.as_ref(), limit, Self::no_deadline())

@@ -14,7 +14,7 @@ use ringkv_storage::{Key, VersionVector};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
-use super::{Coordinator, RequestError, WriteRequest};
+use super::{Coordinator, RequestError, WriteRequest, TTL_MAX};
 use crate::config::REQUEST_TIMEOUT_MAX;
 use crate::membership::{LocalState, MembershipError};
 use crate::metrics::{Op, Outcome};
@@ -118,10 +118,22 @@ impl KvService {
             w: self.quorum(consistency, "w", core.config.write_quorum)?,
             consistency,
             timeout: self.timeout(timeout_ms)?,
-            ttl: (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms)),
+            ttl: ttl(ttl_ms)?,
             forwarded,
         })
     }
+}
+
+/// A write's time to live from its wire value (0: none), within [`TTL_MAX`].
+fn ttl(ttl_ms: u64) -> Result<Option<Duration>, RequestError> {
+    let ttl = Duration::from_millis(ttl_ms);
+    if ttl > TTL_MAX {
+        return Err(RequestError::TtlTooLong {
+            got_ms: ttl_ms,
+            max_ms: TTL_MAX.as_millis() as u64,
+        });
+    }
+    Ok((ttl_ms > 0).then_some(ttl))
 }
 
 /// Turns a requested consistency level into a replica count in `1..=n`.
@@ -134,7 +146,11 @@ pub(crate) fn resolve_quorum(
     let Some(consistency) = consistency else {
         return Ok(default);
     };
-    let count = match proto::Level::try_from(consistency.level).unwrap_or(proto::Level::Default) {
+    let level = proto::Level::try_from(consistency.level).map_err(|_| RequestError::UnknownLevel {
+        what,
+        level: consistency.level,
+    })?;
+    let count = match level {
         proto::Level::Default => return Ok(default),
         proto::Level::One => 1,
         proto::Level::Quorum => u32::from(n) / 2 + 1,
@@ -155,6 +171,8 @@ pub(crate) fn status(error: &RequestError) -> Status {
         RequestError::Context(_) => (tonic::Code::InvalidArgument, "context"),
         RequestError::FutureContext(_) => (tonic::Code::InvalidArgument, "future-context"),
         RequestError::BadQuorum { .. } => (tonic::Code::InvalidArgument, "bad-quorum"),
+        RequestError::UnknownLevel { .. } => (tonic::Code::InvalidArgument, "unknown-level"),
+        RequestError::TtlTooLong { .. } => (tonic::Code::InvalidArgument, "ttl-too-long"),
         RequestError::TimeoutTooLong { .. } => (tonic::Code::InvalidArgument, "timeout-too-long"),
         RequestError::QuorumNotMet { .. } => (tonic::Code::Unavailable, "quorum-not-met"),
         RequestError::NoReplicaReachable { .. } => (tonic::Code::Unavailable, "no-replica-reachable"),
@@ -335,5 +353,10 @@ mod tests {
         check(proto::Level::Count, 4, Err(()));
         check(proto::Level::Count, 0, Err(()));
         assert_eq!(resolve_quorum(None, "r", 2, 3).ok(), Some(2));
+        let unknown = proto::Consistency { level: 99, count: 0 };
+        assert!(matches!(
+            resolve_quorum(Some(unknown), "r", 2, 3),
+            Err(RequestError::UnknownLevel { level: 99, .. })
+        ));
     }
 }

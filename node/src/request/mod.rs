@@ -38,6 +38,10 @@ use crate::node_core::NodeCore;
 use crate::replica::ReplicaError;
 use crate::store::StoreError;
 
+/// The longest time to live a write may ask for: ten years. Bounding it keeps the
+/// expiry time (now plus the TTL, in wall milliseconds) far from overflow.
+pub const TTL_MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// Why a client request failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RequestError {
@@ -59,6 +63,23 @@ pub(crate) enum RequestError {
         got: u32,
         /// Replica count.
         n: u8,
+    },
+    /// A consistency level this node does not know (a newer client, or a hand-made
+    /// request); never taken as the default.
+    #[error("{what}: unknown consistency level {level}")]
+    UnknownLevel {
+        /// "r" or "w".
+        what: &'static str,
+        /// The level's wire value.
+        level: i32,
+    },
+    /// Requested time to live too long.
+    #[error("ttl of {got_ms} ms is above the limit of {max_ms} ms")]
+    TtlTooLong {
+        /// Requested.
+        got_ms: u64,
+        /// Limit ([`TTL_MAX`]).
+        max_ms: u64,
     },
     /// Requested timeout too long.
     #[error("timeout of {got_ms} ms is above the limit of {max_ms} ms")]

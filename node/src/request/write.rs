@@ -41,7 +41,11 @@ impl Coordinator {
         }
         let deadline = Instant::now() + request.timeout;
         let hlc = core.clock.hlc_now();
-        let expires_at_ms = request.ttl.map(|ttl| core.clock.wall_ms() + ttl.as_millis() as u64);
+        // The TTL is within TTL_MAX (checked at the boundary), so this cannot saturate
+        // before the year 584 million.
+        let expires_at_ms = request
+            .ttl
+            .map(|ttl| core.clock.wall_ms().saturating_add(ttl.as_millis() as u64));
         core.dots.check_context(&request.context)?;
         let context = if injected_bug::active(Bug::PutIgnoresContext) {
             VersionVector::new()

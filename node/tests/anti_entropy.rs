@@ -167,6 +167,17 @@ async fn anti_entropy_rpcs_refuse_bad_input() {
         .leaf_digests(proto::LeafDigestsRequest {
             segment_end: ends[0],
             leaf: 64,
+            after: Bytes::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // A cursor that is not a valid key is refused too.
+    let status = client
+        .leaf_digests(proto::LeafDigestsRequest {
+            segment_end: ends[0],
+            leaf: 0,
+            after: Bytes::from(vec![b'x'; 70_000]),
         })
         .await
         .unwrap_err();
@@ -196,5 +207,51 @@ async fn anti_entropy_rpcs_refuse_bad_input() {
         .await
         .unwrap();
     assert_eq!(roots.into_inner().roots.len(), ends.len());
+    cluster.shutdown().await;
+}
+
+/// Finding 7 of "Close every hole": a leaf with more keys than one scan page
+/// (`SCAN_PAGE_MAX`) was compared only as far as its first page, so keys past it never
+/// converged. Leaves are compared page by page now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_with_more_keys_than_a_page_converges_whole() {
+    use ringkv_storage::merkle::LeafId;
+    use ringkv_storage::{SegmentTrees, SCAN_PAGE_MAX};
+    let cluster = TestCluster::start_with(2, 2, |c| {
+        c.hinted_handoff = false;
+        c.anti_entropy_interval = Duration::from_millis(100);
+    })
+    .await;
+    // Keys that all fall into one leaf: leaf 0 of segment 0 of the nodes' trees.
+    let trees = SegmentTrees::new(cluster.node(0).inspect().segment_ends());
+    let target = LeafId { segment: 0, leaf: 0 };
+    let wanted = SCAN_PAGE_MAX + 50;
+    let mut keys: Vec<Key> = (0u64..)
+        .map(|i| key(&format!("crowded-{i}")))
+        .filter(|k| trees.leaf_of(k.position()) == target)
+        .take(wanted)
+        .collect();
+    // In the order a scan reads them: the last ones are those past the first page.
+    keys.sort();
+    // Only n1 holds them.
+    for (i, k) in keys.iter().enumerate() {
+        cluster
+            .node(0)
+            .inspect()
+            .merge_locally(k.clone(), state(1, &format!("value {i}")))
+            .await
+            .unwrap();
+    }
+    let peer = cluster.node(1).inspect();
+    eventually(Duration::from_secs(120), || {
+        let (keys, peer) = (&keys, &peer);
+        async move {
+            for k in keys.iter().rev() {
+                peer.stored(k).await.unwrap()?;
+            }
+            Some(())
+        }
+    })
+    .await;
     cluster.shutdown().await;
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ringkv_ring::{NodeId, Position};
-use ringkv_storage::merkle::differing_keys;
+use ringkv_storage::merkle::{differing_keys, LeafId};
 use ringkv_storage::SegmentTrees;
 use ringkv_storage::{record, Key};
 use tokio::sync::watch;
@@ -25,10 +25,14 @@ use super::rounds::Rounds;
 use crate::node_core::NodeCore;
 use crate::replica::service::SEGMENTS_PER_REQUEST_MAX;
 use crate::replica::{Replica, ReplicaError};
-use crate::store::StoreError;
+use crate::store::{leaf_order, StoreError};
 
 /// Most keys one exchange repairs; the rest wait for the next round.
 pub(crate) const REPAIRS_PER_ROUND_MAX: usize = 1000;
+
+/// Most pages of one leaf an exchange reads (of `LEAF_PAGE_KEYS_MAX` keys each: a leaf of
+/// ten million keys, 640 million per segment).
+const LEAF_PAGES_MAX: usize = 1000;
 
 /// What one exchange did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +117,7 @@ pub(crate) async fn exchange(core: &Arc<NodeCore>, peer_id: &NodeId) -> Result<E
     }
     stats.segments_differing = differing_segments.len();
 
-    for (_, end) in differing_segments {
+    'segments: for (_, end) in differing_segments {
         if stats.keys_repaired >= REPAIRS_PER_ROUND_MAX {
             break;
         }
@@ -123,22 +127,8 @@ pub(crate) async fn exchange(core: &Arc<NodeCore>, peer_id: &NodeId) -> Result<E
             .index()
             .with(|trees| segment_index(trees, end).map(|segment| trees.differing_leaves(segment, &theirs)))?;
         for leaf in leaves {
-            let theirs = peer.leaf_digests(end, leaf, deadline()).await?;
-            let mine = core
-                .store
-                .leaf_digests(end, leaf)
-                .await?
-                .ok_or(ExchangeError::RingChanged)?;
-            let keys = differing_keys(&mine, &theirs);
-            stats.keys_differing += keys.len();
-            for key in keys {
-                let key = core.config.limits.key(key).map_err(|e| ReplicaError::BadAnswer {
-                    node: peer_id.clone(),
-                    reason: format!("key: {e}"),
-                })?;
-                if repair_key(core, &peer, key, deadline()).await? {
-                    stats.keys_repaired += 1;
-                }
+            if !compare_leaf(core, &peer, peer_id, end, leaf, &mut stats).await? {
+                break 'segments;
             }
         }
     }
@@ -149,6 +139,91 @@ pub(crate) async fn exchange(core: &Arc<NodeCore>, peer_id: &NodeId) -> Result<E
         .inc_by(stats.keys_repaired as u64);
     core.metrics.anti_entropy_bytes.inc_by(stats.bytes);
     Ok(stats)
+}
+
+/// Compares one leaf with the peer's, page by page, and repairs the keys that differ;
+/// returns whether the round may go on (false once it repaired its most).
+///
+/// A page of either side ends where that side's `next` says; the keys both sides have
+/// listed completely are those up to the nearer of the two, so each step compares those
+/// and starts the next from there. A leaf of any size is compared whole, two pages of
+/// memory at a time.
+async fn compare_leaf(
+    core: &NodeCore,
+    peer: &Replica,
+    peer_id: &NodeId,
+    end: Position,
+    leaf: usize,
+    stats: &mut ExchangeStats,
+) -> Result<bool, ExchangeError> {
+    let deadline = || Instant::now() + core.config.request_timeout;
+    let first = core
+        .store
+        .index()
+        .with(|trees| segment_index(trees, end).map(|segment| trees.leaf_bounds(LeafId { segment, leaf }).0))?;
+    let mut after: Option<Key> = None;
+    for _ in 0..LEAF_PAGES_MAX {
+        let theirs = peer.leaf_digests(end, leaf, after.clone(), deadline()).await?;
+        let mine = core
+            .store
+            .leaf_digests(end, leaf, after.clone())
+            .await?
+            .ok_or(ExchangeError::RingChanged)?;
+        let upto = match (mine.next, theirs.next) {
+            (None, None) => None,
+            (Some(next), None) | (None, Some(next)) => Some(next),
+            (Some(a), Some(b)) => Some(if leaf_order(first, &a) <= leaf_order(first, &b) {
+                a
+            } else {
+                b
+            }),
+        };
+        let listed = |entries: Vec<(Key, u64)>| -> Vec<(Vec<u8>, u64)> {
+            entries
+                .into_iter()
+                .filter(|(k, _)| {
+                    upto.as_ref()
+                        .is_none_or(|u| leaf_order(first, k) <= leaf_order(first, u))
+                })
+                .map(|(k, digest)| (k.as_bytes().to_vec(), digest))
+                .collect()
+        };
+        let keys = differing_keys(&listed(mine.entries), &listed(theirs.entries));
+        stats.keys_differing += keys.len();
+        for key in keys {
+            if stats.keys_repaired >= REPAIRS_PER_ROUND_MAX {
+                return Ok(false);
+            }
+            let key = core.config.limits.key(key).map_err(|e| ReplicaError::BadAnswer {
+                node: peer_id.clone(),
+                reason: format!("key: {e}"),
+            })?;
+            if repair_key(core, peer, key, deadline()).await? {
+                stats.keys_repaired += 1;
+            }
+        }
+        let Some(upto) = upto else {
+            return Ok(true);
+        };
+        // A page always moves on (it holds at least one key past `after`); a peer whose
+        // `next` does not is answering wrongly.
+        if after
+            .as_ref()
+            .is_some_and(|a| leaf_order(first, &upto) <= leaf_order(first, a))
+        {
+            return Err(ExchangeError::Replica(ReplicaError::BadAnswer {
+                node: peer_id.clone(),
+                reason: "a leaf page that does not move past its start".to_owned(),
+            }));
+        }
+        after = Some(upto);
+    }
+    tracing::warn!(
+        leaf,
+        pages = LEAF_PAGES_MAX,
+        "leaf larger than the page bound; compared in part this round"
+    );
+    Ok(true)
 }
 
 /// Merges this node's and the peer's state of `key` and gives each side what it lacks.

@@ -12,6 +12,7 @@ use ringkv_storage::{Key, KeyState};
 use super::{GcCheck, ReplicaError};
 use crate::membership::LocalState;
 use crate::node_core::NodeCore;
+use crate::store::LeafPage;
 
 pub(super) async fn read(core: &NodeCore, key: &Key) -> Result<KeyState, ReplicaError> {
     if core.membership.local_state() == LocalState::Joining {
@@ -89,9 +90,10 @@ pub(super) async fn leaf_digests(
     core: &NodeCore,
     end: Position,
     leaf: usize,
-) -> Result<Vec<(Vec<u8>, u64)>, ReplicaError> {
+    after: Option<Key>,
+) -> Result<LeafPage, ReplicaError> {
     core.store
-        .leaf_digests(end, leaf)
+        .leaf_digests(end, leaf, after)
         .await?
         .ok_or(ReplicaError::NoSuchSegment { end })
 }

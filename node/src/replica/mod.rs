@@ -34,7 +34,7 @@ use ringkv_storage::{Key, KeyState, RecordError};
 use tokio::time::Instant;
 
 use crate::node_core::NodeCore;
-use crate::store::StoreError;
+use crate::store::{LeafPage, StoreError};
 
 /// Why a call to a replica failed.
 #[derive(Debug, thiserror::Error)]
@@ -235,17 +235,19 @@ impl Replica {
         remote::segment_leaves(self, end, deadline).await
     }
 
-    /// The keys it stores in one leaf of the segment ending at `end`, with their digests.
+    /// A page of the keys it stores in one leaf of the segment ending at `end`, with their
+    /// digests, from after `after` in the leaf's order (`crate::store::leaf_order`).
     pub async fn leaf_digests(
         &self,
         end: Position,
         leaf: usize,
+        after: Option<Key>,
         deadline: Instant,
-    ) -> Result<Vec<(Vec<u8>, u64)>, ReplicaError> {
+    ) -> Result<LeafPage, ReplicaError> {
         if self.local {
-            return local::leaf_digests(&self.core, end, leaf).await;
+            return local::leaf_digests(&self.core, end, leaf, after).await;
         }
-        remote::leaf_digests(self, end, leaf, deadline).await
+        remote::leaf_digests(self, end, leaf, after, deadline).await
     }
 
     /// Its state of `key` and whether it holds a hint about it (tombstone GC).

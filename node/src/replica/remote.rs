@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::{GcCheck, Replica, ReplicaError};
 use crate::peers::batcher::ReplicaBatcher;
+use crate::store::{LeafPage, LEAF_PAGE_KEYS_MAX};
 
 /// Fails at once for a peer the failure detector believes down (the request path's
 /// operations: a quorum then moves on without waiting out a timeout).
@@ -260,10 +261,15 @@ pub(super) async fn leaf_digests(
     replica: &Replica,
     end: Position,
     leaf: usize,
+    after: Option<Key>,
     deadline: Instant,
-) -> Result<Vec<(Vec<u8>, u64)>, ReplicaError> {
+) -> Result<LeafPage, ReplicaError> {
     let leaf = u32::try_from(leaf).map_err(|_| bad(replica, format!("leaf {leaf} out of range")))?;
-    let request = proto::LeafDigestsRequest { segment_end: end, leaf };
+    let request = proto::LeafDigestsRequest {
+        segment_end: end,
+        leaf,
+        after: after.map(|k| k.bytes().clone()).unwrap_or_default(),
+    };
     let response = unary(
         replica,
         request,
@@ -271,11 +277,28 @@ pub(super) async fn leaf_digests(
         |mut c, r| async move { c.leaf_digests(r).await },
     )
     .await?;
-    Ok(response
+    if response.entries.len() > LEAF_PAGE_KEYS_MAX {
+        return Err(bad(
+            replica,
+            format!(
+                "{} keys in one leaf page, over {LEAF_PAGE_KEYS_MAX}",
+                response.entries.len()
+            ),
+        ));
+    }
+    let limits = &replica.core.config.limits;
+    let key = |bytes: Bytes| limits.key(bytes).map_err(|e| bad(replica, format!("key: {e}")));
+    let entries = response
         .entries
         .into_iter()
-        .map(|e| (e.key.to_vec(), e.digest))
-        .collect())
+        .map(|e| Ok((key(e.key)?, e.digest)))
+        .collect::<Result<_, ReplicaError>>()?;
+    let next = if response.next.is_empty() {
+        None
+    } else {
+        Some(key(response.next)?)
+    };
+    Ok(LeafPage { entries, next })
 }
 
 pub(super) async fn gc_check(replica: &Replica, key: &Key, deadline: Instant) -> Result<GcCheck, ReplicaError> {

@@ -269,18 +269,26 @@ impl ReplicaApi for ReplicaService {
                 "leaf {leaf} is outside 0..{SEGMENT_LEAVES}"
             )));
         }
-        let entries = self
+        let after = if request.after.is_empty() {
+            None
+        } else {
+            Some(self.key(request.after)?)
+        };
+        let page = self
             .local
-            .leaf_digests(request.segment_end, leaf, Self::no_deadline())
+            .leaf_digests(request.segment_end, leaf, after, Self::no_deadline())
             .await
-            .map_err(status)?
+            .map_err(status)?;
+        let entries = page
+            .entries
             .into_iter()
             .map(|(key, digest)| proto::KeyDigest {
-                key: Bytes::from(key),
+                key: key.bytes().clone(),
                 digest,
             })
             .collect();
-        Ok(Response::new(proto::LeafDigestsResponse { entries }))
+        let next = page.next.map(|k| k.bytes().clone()).unwrap_or_default();
+        Ok(Response::new(proto::LeafDigestsResponse { entries, next }))
     }
 
     async fn gc_check(

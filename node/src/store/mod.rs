@@ -26,9 +26,23 @@ use ringkv_storage::{Durability, Engine, EngineError, Key, KeyState, SCAN_PAGE_M
 use self::group_commit::{GroupCommit, SyncError};
 use self::merkle_index::{digest, MerkleIndex};
 
-/// Most keys one hash-tree leaf may hold for an exchange (beyond it the leaf is compared
-/// in part, and logged).
-pub(crate) const LEAF_KEYS_MAX: usize = SCAN_PAGE_MAX;
+/// Most keys one page of a hash-tree leaf holds; a leaf with more is read page by page.
+pub(crate) const LEAF_PAGE_KEYS_MAX: usize = SCAN_PAGE_MAX;
+
+/// One page of the keys this node stores in a hash-tree leaf, with their digests, in the
+/// leaf's order ([`leaf_order`]).
+#[derive(Debug, Default)]
+pub(crate) struct LeafPage {
+    pub entries: Vec<(Key, u64)>,
+    /// Where the next page starts (pass it as `after`); `None` when this page ends the leaf.
+    pub next: Option<Key>,
+}
+
+/// A key's place in the order of a leaf whose first position is `first`: by position from
+/// `first` (a leaf may wrap past the ring's end), then by key bytes, as engines scan.
+pub(crate) fn leaf_order(first: Position, key: &Key) -> (Position, &[u8]) {
+    (key.position().wrapping_sub(first), key.as_bytes())
+}
 
 /// Errors from the local store.
 #[derive(Debug, thiserror::Error)]
@@ -169,13 +183,15 @@ impl LocalStore {
         mut change: impl FnMut(&mut KeyState) + Send + 'static,
     ) -> Result<(KeyState, PendingSync), StoreError> {
         let mut before = None;
+        let writing = self.index.writing();
         let in_place = self.engine.update_in_memory(&key, &mut |state| {
             before = digest(state);
             change(state);
         });
         if let Some(result) = in_place {
             let after = result?;
-            self.index.record(&key, before, digest(&after));
+            writing.record(&key, before, digest(&after));
+            drop(writing);
             // Even when `change` altered nothing, the state it saw may come from a write
             // that is not durable yet: wait for a flush in every case.
             let sync = PendingSync {
@@ -183,15 +199,17 @@ impl LocalStore {
             };
             return Ok((after, sync));
         }
+        drop(writing);
         let index = Arc::clone(&self.index);
         let after = self
             .run(move |e, d| {
                 let mut before = None;
+                let writing = index.writing();
                 let after = e.update(&key, d, &mut |state| {
                     before = digest(state);
                     change(state);
                 })?;
-                index.record(&key, before, digest(&after));
+                writing.record(&key, before, digest(&after));
                 Ok(after)
             })
             .await?;
@@ -208,8 +226,9 @@ impl LocalStore {
     pub async fn merge_batch(&self, entries: Vec<(Key, KeyState)>) -> Result<(), StoreError> {
         let index = Arc::clone(&self.index);
         self.run(move |e, d| {
+            let writing = index.writing();
             for change in e.merge_batch(&entries, d)? {
-                index.record(&change.key, digest(&change.before), digest(&change.after));
+                writing.record(&change.key, digest(&change.before), digest(&change.after));
             }
             Ok(())
         })
@@ -220,9 +239,10 @@ impl LocalStore {
     pub async fn remove_if_unchanged(&self, key: Key, expected: KeyState) -> Result<bool, StoreError> {
         let index = Arc::clone(&self.index);
         self.run(move |e, d| {
+            let writing = index.writing();
             let removed = e.remove_if_unchanged(&key, &expected, d)?;
             if removed {
-                index.record(&key, digest(&expected), None);
+                writing.record(&key, digest(&expected), None);
             }
             Ok(removed)
         })
@@ -286,11 +306,17 @@ impl LocalStore {
         self.run(|e, _| e.hint_counts()).await
     }
 
-    /// The keys this node stores in leaf `leaf` of the segment ending at `end`, with their
-    /// digests; `None` when no segment ends at `end` (the ring changed): the segment is looked up
-    /// under the same lock that reads the leaf's bounds, so a rebuild in between cannot
-    /// make it name another segment.
-    pub async fn leaf_digests(&self, end: Position, leaf: usize) -> Result<Option<Vec<(Vec<u8>, u64)>>, StoreError> {
+    /// A page of the keys this node stores in leaf `leaf` of the segment ending at `end`,
+    /// with their digests, from after `after` (in [`leaf_order`]); `None` when no segment
+    /// ends at `end` (the ring changed): the segment is looked up under the same lock that
+    /// reads the leaf's bounds, so a rebuild in between cannot make it name another
+    /// segment.
+    pub async fn leaf_digests(
+        &self,
+        end: Position,
+        leaf: usize,
+        after: Option<Key>,
+    ) -> Result<Option<LeafPage>, StoreError> {
         let bounds = self.index.with(|trees| {
             let segment = trees.segment_ends().binary_search(&end).ok()?;
             (leaf < ringkv_storage::SEGMENT_LEAVES).then(|| trees.leaf_bounds(LeafId { segment, leaf }))
@@ -298,25 +324,35 @@ impl LocalStore {
         let Some((first, last)) = bounds else {
             return Ok(None);
         };
+        // A wrapping leaf is two position intervals, scanned in the leaf's order.
         let intervals = if first <= last {
             vec![(first, last)]
         } else {
             vec![(first, Position::MAX), (0, last)]
         };
-        let mut out = Vec::new();
+        let cursor = after.as_ref().map(|a| a.position().wrapping_sub(first));
+        let mut out = LeafPage::default();
         for (lo, hi) in intervals {
-            let page = self.scan(lo, hi, None, LEAF_KEYS_MAX).await?;
-            if page.len() == LEAF_KEYS_MAX {
-                tracing::warn!(
-                    ?leaf,
-                    "leaf holds {LEAF_KEYS_MAX}+ keys; anti-entropy sees only the first"
-                );
+            // Intervals wholly before the cursor hold nothing after it; the one holding it
+            // is read from after it; later ones from their start.
+            let scan_after = match cursor {
+                Some(at) if at > hi.wrapping_sub(first) => continue,
+                Some(at) if at >= lo.wrapping_sub(first) => after.clone(),
+                _ => None,
+            };
+            let room = LEAF_PAGE_KEYS_MAX - out.entries.len();
+            let page = self.scan(lo, hi, scan_after, room).await?;
+            let full = page.len() == room;
+            let scanned_to = page.last().map(|(k, _)| k.clone());
+            out.entries
+                .extend(page.into_iter().filter_map(|(k, s)| digest(&s).map(|d| (k, d))));
+            if full {
+                // Perhaps more in this interval or the next: the next page says.
+                out.next = scanned_to;
+                break;
             }
-            out.extend(
-                page.into_iter()
-                    .filter_map(|(k, s)| digest(&s).map(|d| (k.as_bytes().to_vec(), d))),
-            );
         }
+        debug_assert!(out.entries.len() <= LEAF_PAGE_KEYS_MAX);
         Ok(Some(out))
     }
 }

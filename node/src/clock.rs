@@ -8,7 +8,9 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ringkv_storage::{Hlc, HlcClock};
+use std::time::Duration;
+
+use ringkv_storage::{Hlc, HlcClock, TooFarAhead};
 use tokio::time::Instant;
 
 /// Wall-clock milliseconds and hybrid logical timestamps for one node.
@@ -74,8 +76,14 @@ impl NodeClock {
         self.hlc.lock().unwrap_or_else(|p| p.into_inner()).now(wall_ms)
     }
 
-    /// Moves the hybrid clock past a timestamp seen in a replica's state.
-    pub fn observe(&self, remote: Hlc) {
-        self.hlc.lock().unwrap_or_else(|p| p.into_inner()).observe(remote);
+    /// Moves the hybrid clock past a timestamp seen in a replica's state, unless it is
+    /// more than `skew_max` ahead of this clock.
+    pub fn observe(&self, remote: Hlc, skew_max: Duration) -> Result<(), TooFarAhead> {
+        let wall_ms = self.wall_ms();
+        let bound_ms = u64::try_from(skew_max.as_millis()).unwrap_or(u64::MAX);
+        self.hlc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe_within(remote, wall_ms, bound_ms)
     }
 }

@@ -145,6 +145,10 @@ pub struct NodeConfig {
     pub gc_interval: Duration,
     /// How long a key stays dead before its tombstone may be purged.
     pub tombstone_grace: Duration,
+    /// The most two members' wall clocks may differ. Expiry and tombstone GC wait this
+    /// long past their time, and run only while the key's holders' clocks agree within
+    /// it; a hybrid timestamp further ahead than this is not followed.
+    pub clock_skew_max: Duration,
     /// Start as a new incarnation (after restoring the data directory from a copy).
     pub new_incarnation: bool,
 }
@@ -177,6 +181,8 @@ pub struct ConfigFile {
     pub gc_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     pub tombstone_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub clock_skew_max: Option<Duration>,
     pub key_bytes_max: Option<u32>,
     pub value_bytes_max: Option<u32>,
 }
@@ -211,6 +217,11 @@ pub const CLIENT_PORT_DEFAULT: u16 = 7101;
 pub const GOSSIP_PORT_OFFSET: u16 = 200;
 /// Default admin port of the first node.
 pub const ADMIN_PORT_DEFAULT: u16 = 7201;
+/// Default bound on the difference between members' wall clocks. NTP keeps servers
+/// within milliseconds of each other; this leaves room for a node whose NTP is briefly
+/// off, and costs only that much delay on expiry and purges.
+pub const CLOCK_SKEW_MAX_DEFAULT: Duration = Duration::from_secs(5);
+
 /// Longest request timeout a client may ask for.
 pub const REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(60);
 
@@ -245,6 +256,7 @@ impl NodeConfig {
             anti_entropy_interval: Duration::from_secs(10),
             gc_interval: Duration::from_secs(10),
             tombstone_grace: Duration::from_secs(3600),
+            clock_skew_max: CLOCK_SKEW_MAX_DEFAULT,
             new_incarnation: false,
         }
     }
@@ -286,6 +298,7 @@ impl NodeConfig {
             );
         }
         for (field, value) in [
+            ("clock_skew_max", self.clock_skew_max),
             ("probe_interval", self.probe_interval),
             ("handoff_interval", self.handoff_interval),
             ("anti_entropy_interval", self.anti_entropy_interval),

@@ -59,6 +59,12 @@ pub struct Metrics {
     pub hints_rehomed: Counter,
     /// Replica requests refused because their sender was removed from the cluster.
     pub removed_sender_refused: Counter,
+    /// Hybrid timestamps in replica states not followed: more than `clock_skew_max`
+    /// ahead of this node's clock.
+    pub hlc_ahead_refused: Counter,
+    /// Keys whose expiry or purge waited because a holder's clock was more than
+    /// `clock_skew_max` from this node's.
+    pub gc_clock_skew_refused: Counter,
     /// Writes stored on a fallback node with a hint.
     pub hinted_writes: Counter,
     /// Replicas sent a merged state after a read found them stale.
@@ -130,6 +136,18 @@ impl Metrics {
             "removed_sender_refused",
             "Replica requests refused because the sending node was removed from the cluster",
             removed_sender_refused.clone(),
+        );
+        let hlc_ahead_refused = Counter::default();
+        registry.register(
+            "hlc_ahead_refused",
+            "Hybrid timestamps not followed because they were more than clock_skew_max ahead",
+            hlc_ahead_refused.clone(),
+        );
+        let gc_clock_skew_refused = Counter::default();
+        registry.register(
+            "gc_clock_skew_refused",
+            "Keys whose expiry or purge waited because a holder's clock differed by more than clock_skew_max",
+            gc_clock_skew_refused.clone(),
         );
         let hinted_writes = Counter::default();
         registry.register(
@@ -237,6 +255,8 @@ impl Metrics {
             hints_delivered,
             hints_rehomed,
             removed_sender_refused,
+            hlc_ahead_refused,
+            gc_clock_skew_refused,
             hinted_writes,
             read_repairs,
             read_hedges,

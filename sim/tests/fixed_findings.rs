@@ -294,3 +294,126 @@ fn finding_2_a_node_removed_while_cut_off_cannot_bring_purged_values_back() {
     assert!(purged > 0, "the members purged the deleted keys: {report}");
     assert!(back.is_empty(), "purged values came back: {back:?}\n{report}");
 }
+
+/// A key of a ring of nodes n1..=n`nodes` whose preference list starts at `node` (the
+/// node that coordinates its expiry and tombstone GC).
+fn key_first_on(node: &str, nodes: usize) -> String {
+    let members = (1..=nodes).map(|i| Member::new(NodeId::new(&format!("n{i}")).expect("a valid id"), VNODES_DEFAULT));
+    let ring = Ring::new(members).expect("a ring");
+    let node = NodeId::new(node).expect("a valid id");
+    (0..)
+        .map(|i| format!("k{i}"))
+        .find(|key| ring.preference_list(key_position(key.as_bytes()), 3).first() == Some(&node))
+        .expect("some key starts at every node")
+}
+
+/// Finding 7, expiry by one node's clock: every node turned the values its own clock
+/// saw expire into tombstones, and a tombstone of a write wins over its value on every
+/// replica, so one node whose clock ran 40 s ahead deleted a TTL value everywhere 40 s
+/// early. Expiry is now judged only by a node whose clock agrees with the key's other
+/// replicas (within `clock_skew_max`), and only once the TTL is past by that bound.
+#[test]
+fn finding_7_a_node_whose_clock_runs_ahead_does_not_expire_values_early() {
+    let key = key_first_on("n2", 3);
+    let read_key = key.clone();
+    let report = Scenario::new(11)
+        .nodes(3)
+        .configure(|c| {
+            c.gc_interval = Duration::from_secs(1);
+            c.anti_entropy_interval = Duration::from_secs(1);
+        })
+        .client_of("via-n1", &[0], move |client| async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let options = WriteOptions {
+                consistency: Some(Consistency::All),
+                ttl: Some(Duration::from_secs(60)),
+                ..WriteOptions::default()
+            };
+            client
+                .put_with(key.clone(), "v", &Context::empty(), options)
+                .await
+                .map_err(|e| e.to_string())?;
+            // 30 s before the TTL ends by n1's clock, 10 s after it by n2's.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let all = ringkv_client::ReadOptions {
+                consistency: Some(Consistency::All),
+                ..ringkv_client::ReadOptions::default()
+            };
+            let read = client
+                .get_with(read_key.clone(), all)
+                .await
+                .map_err(|e| e.to_string())?;
+            if read.siblings.is_empty() {
+                return Err(format!("{read_key} expired 30 s before its TTL ended"));
+            }
+            Ok(())
+        })
+        .at(
+            Duration::from_secs(2),
+            Step::ClockJump {
+                node: 1,
+                delta_ms: 40_000,
+            },
+        )
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    assert!(
+        report.clients.values().all(Result::is_ok),
+        "{:?}\n{report}",
+        report.clients
+    );
+}
+
+/// Finding 7, the hybrid clock: a node moved its hybrid clock past any timestamp it saw
+/// in a replica's state, however far ahead, so one node whose clock ran 40 s ahead pulled
+/// every node's last-writer-wins timestamps 40 s into the future, and kept them there.
+/// A timestamp more than `clock_skew_max` ahead of this node's clock is not observed now.
+#[test]
+fn finding_7_a_node_whose_clock_runs_ahead_does_not_drag_the_others_clocks_along() {
+    let report = Scenario::new(12)
+        .nodes(3)
+        .client_of("via-n2", &[1], |client| async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            client
+                .put_with("ahead", "v", &Context::empty(), writes(Consistency::All))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .client_of("via-n1", &[0], |client| async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            client
+                .put_with("after", "v", &Context::empty(), writes(Consistency::All))
+                .await
+                .map_err(|e| e.to_string())?;
+            let hlc_ms = |read: ringkv_client::ReadResult| read.siblings.iter().map(|s| s.hlc >> 16).max();
+            let ahead = hlc_ms(client.get("ahead").await.map_err(|e| e.to_string())?);
+            let after = hlc_ms(client.get("after").await.map_err(|e| e.to_string())?);
+            let (Some(ahead), Some(after)) = (ahead, after) else {
+                return Err("a write is missing".to_owned());
+            };
+            // n1 wrote "after" 2 s after n2 wrote "ahead", by a clock 40 s behind n2's.
+            if after + 30_000 > ahead {
+                return Err(format!(
+                    "n1's timestamp followed n2's clock: {after} ms, against n2's {ahead} ms"
+                ));
+            }
+            Ok(())
+        })
+        .at(
+            Duration::from_secs(1),
+            Step::ClockJump {
+                node: 1,
+                delta_ms: 40_000,
+            },
+        )
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    assert!(
+        report.clients.values().all(Result::is_ok),
+        "{:?}\n{report}",
+        report.clients
+    );
+}

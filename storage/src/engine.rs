@@ -146,7 +146,9 @@ pub trait Engine: Send + Sync + 'static {
         -> Result<Vec<StateChange>, EngineError>;
 
     /// Up to `limit` states with positions in `lo..=hi`, in (position, key) order,
-    /// starting after `after` when given. A wrapping ring range is two calls.
+    /// starting after `after` when given. A wrapping ring range is two calls. Fewer than
+    /// `limit` (capped at [`SCAN_PAGE_MAX`]) only when no more are in the range: callers
+    /// take a short page as the range's end.
     fn scan(
         &self,
         lo: Position,

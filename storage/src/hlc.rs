@@ -72,6 +72,29 @@ impl HlcClock {
     pub fn observe(&mut self, remote: Hlc) {
         self.last = self.last.max(remote);
     }
+
+    /// [`HlcClock::observe`], unless `remote` is more than `ahead_max_ms` ahead of this
+    /// node's wall clock (`wall_ms`): a clock that far ahead is wrong, and following it
+    /// would carry every later timestamp of this node (and of those that observe this
+    /// node) as far into the future.
+    pub fn observe_within(&mut self, remote: Hlc, wall_ms: u64, ahead_max_ms: u64) -> Result<(), TooFarAhead> {
+        let ahead_ms = remote.physical_ms().saturating_sub(wall_ms);
+        if ahead_ms > ahead_max_ms {
+            return Err(TooFarAhead { ahead_ms, ahead_max_ms });
+        }
+        self.observe(remote);
+        Ok(())
+    }
+}
+
+/// A remote timestamp [`HlcClock::observe_within`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a timestamp {ahead_ms} ms ahead of this node's clock, past the bound of {ahead_max_ms} ms")]
+pub struct TooFarAhead {
+    /// How far ahead of this node's wall clock it was.
+    pub ahead_ms: u64,
+    /// The bound.
+    pub ahead_max_ms: u64,
 }
 
 #[cfg(test)]
@@ -95,6 +118,23 @@ mod tests {
         clock.observe(Hlc::new(9_000, 3));
         let t = clock.now(1_000);
         assert!(t > Hlc::new(9_000, 3));
+    }
+
+    #[test]
+    fn a_timestamp_too_far_ahead_is_not_observed() {
+        let mut clock = HlcClock::new();
+        let far = Hlc::new(1_000 + 60_000, 0);
+        assert_eq!(
+            clock.observe_within(far, 1_000, 5_000),
+            Err(TooFarAhead {
+                ahead_ms: 60_000,
+                ahead_max_ms: 5_000
+            })
+        );
+        assert_eq!(clock.now(1_000).physical_ms(), 1_000, "the clock did not move");
+        let near = Hlc::new(1_000 + 5_000, 7);
+        assert_eq!(clock.observe_within(near, 1_000, 5_000), Ok(()));
+        assert!(clock.now(1_000) > near, "a timestamp within the bound is observed");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub mod version_vector;
 
 pub use dot::{ActorId, Dot};
 pub use engine::{Durability, Engine, EngineError, StateChange, HINTS_PER_TARGET_MAX, SCAN_PAGE_MAX};
-pub use hlc::{Hlc, HlcClock};
+pub use hlc::{Hlc, HlcClock, TooFarAhead};
 pub use key_state::{last_writer_wins, KeyState, Sibling, StateError, Write};
 pub use limits::{Key, LimitError, Limits, KEY_BYTES_DEFAULT, SIBLINGS_WARN, VALUE_BYTES_DEFAULT};
 pub use memory::MemoryEngine;

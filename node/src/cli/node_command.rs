@@ -150,6 +150,7 @@ fn config(args: NodeArgs) -> Result<NodeConfig, Failure> {
         .tombstone_grace
         .or(file.tombstone_grace)
         .unwrap_or(config.tombstone_grace);
+    config.clock_skew_max = file.clock_skew_max.unwrap_or(config.clock_skew_max);
     config.limits = Limits::new(
         file.key_bytes_max.unwrap_or(config.limits.key_bytes_max()),
         file.value_bytes_max.unwrap_or(config.limits.value_bytes_max()),

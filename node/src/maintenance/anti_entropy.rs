@@ -34,6 +34,9 @@ pub(crate) const REPAIRS_PER_ROUND_MAX: usize = 1000;
 /// ten million keys, 640 million per segment).
 const LEAF_PAGES_MAX: usize = 1000;
 
+/// Most keys one exchange examines as different (read from the peer to repair).
+const DIFFERING_PER_ROUND_MAX: usize = 10 * REPAIRS_PER_ROUND_MAX;
+
 /// What one exchange did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ExchangeStats {
@@ -157,10 +160,13 @@ async fn compare_leaf(
     stats: &mut ExchangeStats,
 ) -> Result<bool, ExchangeError> {
     let deadline = || Instant::now() + core.config.request_timeout;
-    let first = core
+    let (first, last) = core
         .store
         .index()
-        .with(|trees| segment_index(trees, end).map(|segment| trees.leaf_bounds(LeafId { segment, leaf }).0))?;
+        .with(|trees| segment_index(trees, end).map(|segment| trees.leaf_bounds(LeafId { segment, leaf })))?;
+    // A key's offset from the leaf's start; within the leaf when at most `span`.
+    let span = last.wrapping_sub(first);
+    let in_leaf = |key: &Key| key.position().wrapping_sub(first) <= span;
     let mut after: Option<Key> = None;
     for _ in 0..LEAF_PAGES_MAX {
         let theirs = peer.leaf_digests(end, leaf, after.clone(), deadline()).await?;
@@ -169,6 +175,11 @@ async fn compare_leaf(
             .leaf_digests(end, leaf, after.clone())
             .await?
             .ok_or(ExchangeError::RingChanged)?;
+        // A peer whose leaf is not ours (its ring differs: its pages are cut elsewhere)
+        // cannot be compared with this leaf until the rings agree.
+        if theirs.next.as_ref().is_some_and(|next| !in_leaf(next)) {
+            return Err(ExchangeError::RingChanged);
+        }
         let upto = match (mine.next, theirs.next) {
             (None, None) => None,
             (Some(next), None) | (None, Some(next)) => Some(next),
@@ -178,22 +189,32 @@ async fn compare_leaf(
                 b
             }),
         };
+        // The keys both sides have listed completely: after `after`, up to `upto`, in the
+        // leaf (a peer's entries outside that are not taken on trust).
         let listed = |entries: Vec<(Key, u64)>| -> Vec<(Vec<u8>, u64)> {
             entries
                 .into_iter()
                 .filter(|(k, _)| {
-                    upto.as_ref()
-                        .is_none_or(|u| leaf_order(first, k) <= leaf_order(first, u))
+                    in_leaf(k)
+                        && after
+                            .as_ref()
+                            .is_none_or(|a| leaf_order(first, k) > leaf_order(first, a))
+                        && upto
+                            .as_ref()
+                            .is_none_or(|u| leaf_order(first, k) <= leaf_order(first, u))
                 })
                 .map(|(k, digest)| (k.as_bytes().to_vec(), digest))
                 .collect()
         };
         let keys = differing_keys(&listed(mine.entries), &listed(theirs.entries));
-        stats.keys_differing += keys.len();
         for key in keys {
-            if stats.keys_repaired >= REPAIRS_PER_ROUND_MAX {
+            // Keys that differ and those repaired are both bounded: a key found different
+            // can turn out the same once read (it changed meanwhile), and a peer could
+            // list keys it does not have.
+            if stats.keys_repaired >= REPAIRS_PER_ROUND_MAX || stats.keys_differing >= DIFFERING_PER_ROUND_MAX {
                 return Ok(false);
             }
+            stats.keys_differing += 1;
             let key = core.config.limits.key(key).map_err(|e| ReplicaError::BadAnswer {
                 node: peer_id.clone(),
                 reason: format!("key: {e}"),
@@ -205,16 +226,13 @@ async fn compare_leaf(
         let Some(upto) = upto else {
             return Ok(true);
         };
-        // A page always moves on (it holds at least one key past `after`); a peer whose
-        // `next` does not is answering wrongly.
+        // A page always moves on (it holds at least one key past `after`); one that does
+        // not comes from a peer whose leaf is cut differently (or that answers wrongly).
         if after
             .as_ref()
             .is_some_and(|a| leaf_order(first, &upto) <= leaf_order(first, a))
         {
-            return Err(ExchangeError::Replica(ReplicaError::BadAnswer {
-                node: peer_id.clone(),
-                reason: "a leaf page that does not move past its start".to_owned(),
-            }));
+            return Err(ExchangeError::RingChanged);
         }
         after = Some(upto);
     }

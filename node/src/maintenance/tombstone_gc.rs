@@ -7,6 +7,9 @@
 //! 1. it is the first node of the key's preference list (one coordinator per key),
 //! 2. the key has been dead for at least the grace period (`tombstone_grace`, which is at
 //!    least the request timeout, so no write that began before the delete is in flight),
+//!    by this node's clock less `clock_skew_max`, and every holder's clock (read in its
+//!    `Replica/GcCheck` answer) is within `clock_skew_max` of this node's: so the grace
+//!    has passed by every holder's clock too,
 //! 3. every node that may hold a copy is alive and answered: the ring's members and the
 //!    members still leaving (or stopped while leaving: their leave is not done until
 //!    they have handed everything over, `Fate::Gone`). Every replica holds exactly the
@@ -18,8 +21,17 @@
 //! node that is down blocks the purge until it is back and has the tombstone (by
 //! hand-off or anti-entropy). A node an operator removed cannot be asked (it may still
 //! run, cut off, with old copies); its replica traffic is refused instead
-//! (`crate::replica::fence`), so it cannot push a purged value back. Keys written again after a purge take dot counters from the
-//! node's node-wide sequence (`crate::identity`), so old contexts cannot cover them.
+//! (`crate::replica::fence`), so it cannot push a purged value back. Keys written again
+//! after a purge take dot counters from the node's node-wide sequence
+//! (`crate::identity`), so old contexts cannot cover them.
+//!
+//! Expiry is judged the same way. A value whose TTL ran out becomes a tombstone (which
+//! wins over the value on every replica it reaches), so one node that judged it early
+//! would delete it early everywhere. Only the key's coordinator turns expired values
+//! into tombstones, only once the TTL is `clock_skew_max` past by its clock, and only
+//! while every replica answers with a clock within that bound; it then hands the
+//! tombstones to the replicas. Reads hide an expired value by the reading node's own
+//! clock meanwhile.
 
 use std::sync::Arc;
 
@@ -73,42 +85,105 @@ pub(crate) async fn gc_round(core: &Arc<NodeCore>, cursor: &mut Option<Key>) -> 
         examined: page.len(),
         ..GcStats::default()
     };
-    for (key, mut state) in page {
-        let now_ms = core.clock.wall_ms();
-        let expiring = state
-            .siblings()
-            .iter()
-            .filter(|s| s.value().is_some() && s.is_expired(now_ms))
-            .count();
-        if expiring > 0 {
-            state = core
-                .store
-                .update(key.clone(), move |s| {
-                    s.purge_expired(now_ms);
-                })
-                .await?;
-            stats.expired += expiring;
-        }
-        if !state.is_dead(now_ms) || state.is_empty() {
-            continue;
-        }
-        if now_ms < dead_since_ms(&state).saturating_add(core.config.tombstone_grace.as_millis() as u64) {
-            continue;
-        }
+    let skew_max_ms = millis(core.config.clock_skew_max);
+    let grace_ms = millis(core.config.tombstone_grace);
+    for (key, state) in page {
         let ring = core.membership.ring();
         let pref = ring.preference_list(key.position(), core.config.replicas);
         if pref.first() != Some(core.me()) {
             continue;
         }
+        // A time every holder whose clock is within the bound of this one has passed.
+        let judged_ms = core.clock.wall_ms().saturating_sub(skew_max_ms);
+        let expiring = state
+            .siblings()
+            .iter()
+            .filter(|s| s.value().is_some() && s.is_expired(judged_ms))
+            .count();
+        let purgeable = expiring == 0
+            && !state.is_empty()
+            && state.is_dead(judged_ms)
+            && judged_ms >= dead_since_ms(&state).saturating_add(grace_ms);
+        if expiring == 0 && !purgeable {
+            continue;
+        }
+        let replicas: Vec<NodeId> = pref.iter().cloned().collect();
+        if expiring > 0 {
+            if !clocks_agree(core, &replicas, &key).await {
+                continue;
+            }
+            let expired = core
+                .store
+                .update(key.clone(), move |s| {
+                    s.purge_expired(judged_ms);
+                })
+                .await?;
+            hand_to_replicas(core, &replicas, &key, &expired).await;
+            stats.expired += expiring;
+            // The purge comes in a later round: the key is dead only from now on.
+            continue;
+        }
         stats.candidates += 1;
         let holders = core.membership.possible_holders();
-        let replicas: Vec<NodeId> = pref.iter().cloned().collect();
         if try_purge(core, holders, replicas, &key, &state).await {
             stats.purged += 1;
         }
     }
     core.metrics.tombstones_purged.inc_by(stats.purged as u64);
     Ok(stats)
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether `theirs_ms`, a node's wall clock read while this node's went from `sent_ms` to
+/// now, is within `clock_skew_max` of this node's clock; counted and logged when not.
+fn clock_agrees(core: &NodeCore, node: &NodeId, sent_ms: u64, theirs_ms: u64) -> bool {
+    let skew_max_ms = millis(core.config.clock_skew_max);
+    let received_ms = core.clock.wall_ms();
+    if theirs_ms.saturating_add(skew_max_ms) >= sent_ms && theirs_ms <= received_ms.saturating_add(skew_max_ms) {
+        return true;
+    }
+    core.metrics.gc_clock_skew_refused.inc();
+    let offset_ms = i128::from(theirs_ms) - i128::from(sent_ms);
+    tracing::warn!(
+        node = %node,
+        offset_ms,
+        skew_max_ms,
+        "a member's clock is further from this node's than clock_skew_max: expiry and purges of the keys both hold wait"
+    );
+    false
+}
+
+/// Whether every one of `replicas` answers and its clock agrees with this node's within
+/// `clock_skew_max`: the condition for judging `key`'s expiry by this node's clock.
+async fn clocks_agree(core: &Arc<NodeCore>, replicas: &[NodeId], key: &Key) -> bool {
+    let deadline = Instant::now() + core.config.request_timeout;
+    for node in replicas.iter().filter(|n| *n != core.me()) {
+        let sent_ms = core.clock.wall_ms();
+        match Replica::new(core, node.clone()).gc_check(key, deadline).await {
+            Ok(check) if clock_agrees(core, node, sent_ms, check.wall_ms) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Sends `state` (a key whose expired values this node just turned into tombstones) to
+/// the key's other replicas; one that misses it gets it from anti-entropy, and until then
+/// its copy blocks the purge.
+async fn hand_to_replicas(core: &Arc<NodeCore>, replicas: &[NodeId], key: &Key, state: &KeyState) {
+    let deadline = Instant::now() + core.config.request_timeout;
+    let encoded = Bytes::from(record::encode(state));
+    for node in replicas.iter().filter(|n| *n != core.me()) {
+        if let Err(e) = Replica::new(core, node.clone())
+            .merge(key, state, &encoded, None, deadline)
+            .await
+        {
+            tracing::debug!(%node, error = %e, "expired state not handed over; anti-entropy will");
+        }
+    }
 }
 
 /// Purges `key` from every holder if every node that may hold a copy (`members`)
@@ -128,6 +203,7 @@ async fn try_purge(
         return false;
     }
     let deadline = Instant::now() + core.config.request_timeout;
+    let sent_ms = core.clock.wall_ms();
     // Every member must answer (no spares: a member that does not answer blocks the purge).
     let member_count = members.len();
     let (checking, checked_key) = (Arc::clone(core), key.clone());
@@ -137,6 +213,14 @@ async fn try_purge(
     });
     let checks = checks.finish(deadline).await;
     if checks.answers.len() != member_count {
+        return false;
+    }
+    // The grace was judged by this node's clock: every holder's must agree with it.
+    if !checks
+        .answers
+        .iter()
+        .all(|(slot, check)| clock_agrees(core, &slot.node, sent_ms, check.wall_ms))
+    {
         return false;
     }
     let unchanged = |check: &GcCheck| check.state.as_ref() == Some(state);

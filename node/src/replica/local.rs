@@ -102,7 +102,11 @@ pub(super) async fn gc_check(core: &Arc<NodeCore>, key: Key) -> Result<GcCheck, 
     let targets = core.membership.possible_holders();
     let holds_hint = core.store.holds_hint(key.clone(), targets).await?;
     let state = core.store.get(key).await?;
-    Ok(GcCheck { state, holds_hint })
+    Ok(GcCheck {
+        state,
+        holds_hint,
+        wall_ms: core.clock.wall_ms(),
+    })
 }
 
 pub(super) async fn purge(core: &NodeCore, key: Key, expected: KeyState) -> Result<bool, ReplicaError> {

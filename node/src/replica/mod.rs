@@ -109,6 +109,8 @@ pub(crate) struct GcCheck {
     pub state: Option<KeyState>,
     /// Whether it holds a hint about the key for any member.
     pub holds_hint: bool,
+    /// Its wall clock when it answered (Unix milliseconds).
+    pub wall_ms: u64,
 }
 
 /// Protobuf bytes sent and received through a handle made by [`Replica::counting_traffic`].

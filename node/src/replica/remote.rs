@@ -320,6 +320,7 @@ pub(super) async fn gc_check(replica: &Replica, key: &Key, deadline: Instant) ->
     Ok(GcCheck {
         state,
         holds_hint: answer.holds_hint,
+        wall_ms: answer.wall_ms,
     })
 }
 

@@ -65,7 +65,12 @@ impl ReplicaService {
     fn state(&self, bytes: &[u8]) -> Result<KeyState, Status> {
         let state = record::decode(bytes).map_err(|e| Status::invalid_argument(format!("invalid state: {e}")))?;
         if let Some(latest) = state.siblings().iter().map(|s| s.hlc()).max() {
-            self.core.clock.observe(latest);
+            if let Err(e) = self.core.clock.observe(latest, self.core.config.clock_skew_max) {
+                // The state is kept (it is a write some node made); only its timestamp is
+                // not followed.
+                self.core.metrics.hlc_ahead_refused.inc();
+                tracing::debug!(error = %e, "hybrid timestamp not observed");
+            }
         }
         Ok(state)
     }
@@ -301,6 +306,7 @@ impl ReplicaApi for ReplicaService {
         Ok(Response::new(proto::GcCheckResponse {
             state,
             holds_hint: check.holds_hint,
+            wall_ms: check.wall_ms,
         }))
     }
 

@@ -101,6 +101,19 @@ impl MerkleIndex {
         }
     }
 
+    /// [`MerkleIndex::writing`] if no rebuild page is being scanned now (or waits to be).
+    pub fn try_writing(&self) -> Option<Writing<'_>> {
+        let gate = match self.gate.try_read() {
+            Ok(gate) => gate,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(Writing {
+            index: self,
+            _gate: gate,
+        })
+    }
+
     /// Reads the trees.
     pub fn with<R>(&self, read: impl FnOnce(&SegmentTrees) -> R) -> R {
         read(&self.trees().live)
@@ -160,8 +173,9 @@ impl MerkleIndex {
             fresh.trees.apply(key.position(), key.as_bytes(), None, digest(state));
         }
         fresh.scanned_through = page.last().map(|(key, _)| key.clone()).or(after);
-        // An empty page is the last (a short one need not be: the engine may stop a page
-        // early). No write can add a key behind it before the swap, under this same gate.
+        // An empty page is the last (a short one would do, by `Engine::scan`'s contract;
+        // one more scan under the gate is cheap). No write can add a key behind it before
+        // the swap, under this same gate.
         let last = page.is_empty();
         if last {
             if let Some(done) = trees.fresh.take() {

@@ -182,16 +182,27 @@ impl LocalStore {
         key: Key,
         mut change: impl FnMut(&mut KeyState) + Send + 'static,
     ) -> Result<(KeyState, PendingSync), StoreError> {
-        let mut before = None;
-        let writing = self.index.writing();
-        let in_place = self.engine.update_in_memory(&key, &mut |state| {
-            before = digest(state);
-            change(state);
-        });
+        // In place only when no rebuild page is being scanned: a runtime thread must not
+        // wait for one (the blocking pool waits instead).
+        let in_place = match self.index.try_writing() {
+            Some(writing) => {
+                let mut before = None;
+                let result = self.engine.update_in_memory(&key, &mut |state| {
+                    before = digest(state);
+                    change(state);
+                });
+                match result {
+                    Some(Ok(after)) => {
+                        writing.record(&key, before, digest(&after));
+                        Some(Ok(after))
+                    }
+                    other => other,
+                }
+            }
+            None => None,
+        };
         if let Some(result) = in_place {
             let after = result?;
-            writing.record(&key, before, digest(&after));
-            drop(writing);
             // Even when `change` altered nothing, the state it saw may come from a write
             // that is not durable yet: wait for a flush in every case.
             let sync = PendingSync {
@@ -199,7 +210,6 @@ impl LocalStore {
             };
             return Ok((after, sync));
         }
-        drop(writing);
         let index = Arc::clone(&self.index);
         let after = self
             .run(move |e, d| {
@@ -324,6 +334,11 @@ impl LocalStore {
         let Some((first, last)) = bounds else {
             return Ok(None);
         };
+        // A segment narrower than its leaf count has empty leaves, whose bounds come out as
+        // `last = first - 1`: not a leaf that wraps the whole ring.
+        if last.wrapping_add(1) == first {
+            return Ok(Some(LeafPage::default()));
+        }
         // A wrapping leaf is two position intervals, scanned in the leaf's order.
         let intervals = if first <= last {
             vec![(first, last)]

@@ -388,12 +388,22 @@ pub fn check(evidence: &Evidence<'_>) -> Vec<Violation> {
 }
 
 /// The final siblings of a key: the first replica's (they are equal when converged).
+/// The live siblings of `key` at the end as a read of every replica returns them: the
+/// merge of the replicas' final states. (When they agree it is any replica's; when they
+/// do not, e.g. with anti-entropy off after a replica lost unsynced writes, it is what the
+/// cluster answers, rather than whatever one replica happens to hold.)
 fn final_siblings(finals: &BTreeMap<usize, FinalKey>, key: usize) -> Vec<SeenSibling> {
-    finals
-        .get(&key)
-        .and_then(|k| k.replicas.first())
-        .map(|(_, s)| s.clone())
-        .unwrap_or_default()
+    let Some(final_key) = finals.get(&key) else {
+        return Vec::new();
+    };
+    let mut merged: Option<ringkv_storage::KeyState> = None;
+    for state in final_key.states.iter().filter_map(|(_, s)| s.as_ref()) {
+        match &mut merged {
+            Some(m) => m.merge(state),
+            None => merged = Some(state.clone()),
+        }
+    }
+    crate::harness::live_siblings(merged.as_ref())
 }
 
 fn convergence(evidence: &Evidence<'_>, found: &mut Vec<Violation>) {
@@ -527,6 +537,8 @@ fn lost_writes(evidence: &Evidence<'_>, causality: &Causality, found: &mut Vec<V
         if op.ttl_ms().is_some() || disk_lost(evidence, op) {
             continue;
         }
+        // In the merge of the replicas: one replica that lost an unsynced copy makes the
+        // write under-replicated (`unreplicated-write` judges that), not lost.
         let present = final_siblings(evidence.finals, op.key)
             .iter()
             .any(|s| &s.value == value);

@@ -417,3 +417,84 @@ fn finding_7_a_node_whose_clock_runs_ahead_does_not_drag_the_others_clocks_along
         report.clients
     );
 }
+
+/// Finding 7, the join: a joining node pulled each range from one old holder, which may
+/// itself have missed writes a quorum acknowledged. Here n3 misses v2 (written with W=2
+/// while it is down; hinted hand-off and anti-entropy are off)
+/// and n1, the other holder of v2, is down when n4 joins and displaces it, so n1 cannot
+/// hand v2 over. n4 took the key from n3 alone, so a quorum read of n3 and n4 would miss
+/// an acknowledged write. A node now pulls from every live old holder.
+#[test]
+fn finding_7_a_joining_node_pulls_from_every_live_holder() {
+    let ring_of = |nodes: usize| {
+        Ring::new((1..=nodes).map(|i| Member::new(NodeId::new(&format!("n{i}")).expect("a valid id"), VNODES_DEFAULT)))
+            .expect("a ring")
+    };
+    let (old, new) = (ring_of(3), ring_of(4));
+    let id = |name: &str| NodeId::new(name).expect("a valid id");
+    // A key n4 takes from n1, whose old preference list asks n3 before n2.
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|key| {
+            let at = key_position(key.as_bytes());
+            let before: Vec<NodeId> = old.preference_list(at, 3).iter().cloned().collect();
+            let after = new.preference_list(at, 3);
+            let n2 = before.iter().position(|n| *n == id("n2"));
+            let n3 = before.iter().position(|n| *n == id("n3"));
+            !after.contains(&id("n1")) && n3 < n2
+        })
+        .expect("such a key");
+    let written = key.clone();
+    let report = Scenario::new(13)
+        .nodes(3)
+        .spares(1)
+        .configure(|c| {
+            c.anti_entropy_interval = Duration::from_secs(3600);
+            c.hinted_handoff = false;
+        })
+        .client_of("via-n1", &[0], move |client| async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let v1 = client
+                .put_with(written.clone(), "v1", &Context::empty(), writes(Consistency::All))
+                .await
+                .map_err(|e| e.to_string())?;
+            // n3 is down from 2 s to 4 s.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            client
+                .put_with(written.clone(), "v2", &v1, writes(Consistency::Count(2)))
+                .await
+                .map_err(|e| e.to_string())?;
+            // The steps below run while a client does.
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Ok(())
+        })
+        .at(Duration::from_secs(2), Step::Crash(2))
+        .at(Duration::from_secs(4), Step::Restart(2))
+        .at(
+            Duration::from_millis(4_900),
+            Step::Snapshot("before the join".to_owned()),
+        )
+        .at(Duration::from_secs(5), Step::Crash(0))
+        .at(Duration::from_secs(6), Step::Join(3))
+        .at(Duration::from_secs(20), Step::Snapshot("after the join".to_owned()))
+        .at(Duration::from_secs(21), Step::Restart(0))
+        .run()
+        .expect("the scenario runs");
+    println!("{report}");
+    println!("before the join: {:?}", report.snapshot("before the join", &key));
+    let n4 = report
+        .snapshot("after the join", &key)
+        .into_iter()
+        .find(|(node, _)| *node == 3)
+        .and_then(|(_, state)| state);
+    let values: Vec<String> = n4
+        .iter()
+        .flat_map(|s| {
+            s.siblings()
+                .iter()
+                .filter_map(|s| s.value())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+        .collect();
+    assert_eq!(values, vec!["v2"], "n4's copy of {key} after its join\n{report}");
+}

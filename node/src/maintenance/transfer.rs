@@ -2,11 +2,16 @@
 //!
 //! Two mechanisms, one per direction:
 //!
-//! - **Pull** ([`pull_ranges`]): a joining node computes which ranges it gains
-//!   ([`Ring::diff`]) and streams each from a current holder, page by page
-//!   ([`Replica::scan`]), merging each page as one batch. Paging is the back-pressure:
-//!   the next page is asked for only after the last one is stored. [`pull_own_ranges`]
-//!   is the whole join: wait for gossip to show the members, pull, announce up.
+//! - **Pull** ([`pull_ranges`]): a node that gains ranges computes which
+//!   ([`Ring::diff`]) and streams each from every live node that held it, page by page
+//!   ([`Replica::scan`]), merging each page as one batch. Every holder, not one: a write
+//!   acknowledged by W of the old replicas may be on only W of them, so any one source
+//!   may lack it. Paging is the back-pressure: the next page is asked for only after the
+//!   last one is stored. [`pull_own_ranges`] is the whole join: wait for gossip to show
+//!   the members, pull, announce up. [`gained_ranges_loop`] does the same for a member
+//!   that is up when the ring changes under it (a member removed or gone, another's
+//!   tokens moved): without it the new replica of a removed node's ranges would hold
+//!   nothing until anti-entropy, and with anti-entropy off, never.
 //! - **Hand-off** ([`handoff_foreign_round`]): every node looks for keys it stores but no
 //!   longer replicates (after a join displaced it, or while it is leaving). For each, it
 //!   makes sure every current replica holds the key (pushing its copy where missing) and
@@ -132,29 +137,82 @@ pub(crate) async fn pull_ranges(core: &Arc<NodeCore>, old: &Ring, new: &Ring) ->
     Ok(total)
 }
 
-/// Pulls one range from the nodes that held it before.
+/// Pulls one range from the nodes that held it before: from each live one, or, when none
+/// of those answers, from the first of the others that does (the failure detector may
+/// not have seen them yet: a joining node's view is minutes old at most, seconds at best).
+/// A removed node is never asked: its copies may be older than a purge.
 async fn pull_range(core: &Arc<NodeCore>, change: &RangeMove) -> Result<PullStats, TransferError> {
     let mut stats = PullStats {
         ranges: 1,
         ..PullStats::default()
     };
-    // Live holders first; the others too, in case the failure detector has not yet seen
-    // them (a joining node's view is minutes old at most, seconds at best).
-    let holders = change.from.iter().filter(|n| *n != core.me());
-    let (live, others): (Vec<&NodeId>, Vec<&NodeId>) = holders.partition(|n| core.membership.is_alive(n));
-    let sources: Vec<NodeId> = live.into_iter().chain(others).cloned().collect();
+    let holders = change
+        .from
+        .iter()
+        .filter(|n| *n != core.me() && !core.membership.is_removed(n));
+    let (live, others): (Vec<NodeId>, Vec<NodeId>) = holders.cloned().partition(|n| core.membership.is_alive(n));
+    let no_source = |tried: String| TransferError::NoSource {
+        range: change.range.to_string(),
+        tried,
+    };
     for (first, last) in change.range.scan_bounds() {
-        pull_interval(core, &sources, first, last, &mut stats)
-            .await
-            .map_err(|error| match error {
-                PullError::Store(e) => TransferError::Store(e),
-                PullError::NoSource { tried } => TransferError::NoSource {
-                    range: change.range.to_string(),
-                    tried,
-                },
-            })?;
+        let mut pulled = 0;
+        for source in &live {
+            match pull_interval(core, std::slice::from_ref(source), first, last, &mut stats).await {
+                Ok(()) => pulled += 1,
+                Err(PullError::Store(e)) => return Err(TransferError::Store(e)),
+                Err(PullError::NoSource { tried }) => {
+                    tracing::debug!(node = %core.me(), range = %change.range, %tried, "a holder did not answer a pull");
+                }
+            }
+        }
+        if pulled == 0 {
+            pull_interval(core, &others, first, last, &mut stats)
+                .await
+                .map_err(|error| match error {
+                    PullError::Store(e) => TransferError::Store(e),
+                    PullError::NoSource { tried } => no_source(tried),
+                })?;
+        }
     }
     Ok(stats)
+}
+
+/// Pulls the ranges this node gains when the ring changes while it is up, until shutdown
+/// (a joining node pulls its own in [`pull_own_ranges`]; a leaving one gains nothing).
+/// Each change is pulled, with retries, before the next is looked at; the next diff
+/// starts from the ring this one ended at, so changes that came meanwhile are not lost.
+pub(crate) async fn gained_ranges_loop(core: Arc<NodeCore>, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = core.membership.ring_changes();
+    let mut current = core.membership.ring();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let ring = changes.borrow_and_update().clone();
+        let old = std::mem::replace(&mut current, Arc::clone(&ring));
+        if core.membership.local_state() != LocalState::Up || core.removed_from_cluster() || !old.contains(core.me()) {
+            continue;
+        }
+        for attempt in 1..=PULL_ATTEMPTS_MAX {
+            match pull_ranges(&core, &old, &ring).await {
+                Ok(stats) => {
+                    if stats.ranges > 0 {
+                        tracing::info!(node = %core.me(), ?stats, "pulled the ranges a ring change gave this node");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(node = %core.me(), error = %e, attempt, "pulling gained ranges failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        }
+    }
 }
 
 enum PullError {

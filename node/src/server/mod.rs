@@ -27,7 +27,7 @@ use crate::maintenance::hint_handoff::handoff_loop;
 use crate::maintenance::probe::probe_loop;
 use crate::maintenance::ring_watch::ring_watch_loop;
 use crate::maintenance::tombstone_gc::gc_loop;
-use crate::maintenance::transfer::{ownership_loop, pull_own_ranges};
+use crate::maintenance::transfer::{gained_ranges_loop, ownership_loop, pull_own_ranges};
 use crate::membership::gossip::{self, GossipMembership};
 use crate::membership::join::{self, JoinError};
 use crate::membership::static_list::StaticMembership;
@@ -364,6 +364,7 @@ impl RunningNode {
         core.metrics.anti_entropy_rebuild_seconds.set(rebuild.1.as_secs_f64());
         tasks.push(tokio::spawn(anti_entropy_loop(Arc::clone(&core), shutdown_rx.clone())));
         tasks.push(tokio::spawn(ownership_loop(Arc::clone(&core), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(gained_ranges_loop(Arc::clone(&core), shutdown_rx.clone())));
         tasks.push(tokio::spawn(ring_watch_loop(Arc::clone(&core), shutdown_rx.clone())));
         if let (Some(discovery), LocalState::Joining) = (discovery, core.membership.local_state()) {
             let core = Arc::clone(&core);

@@ -57,6 +57,13 @@ pub(crate) enum ReplicaError {
         /// The replica.
         node: NodeId,
     },
+    /// The replica is leaving the cluster and takes no new copies (a coordinator whose
+    /// ring still holds it asks the next node instead).
+    #[error("{node} is leaving the cluster and takes no new copies")]
+    Leaving {
+        /// The replica.
+        node: NodeId,
+    },
     /// No answer before the deadline.
     #[error("{node} did not answer in time")]
     TimedOut {

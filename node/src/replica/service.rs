@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Replica, ReplicaError};
+use crate::membership::LocalState;
 use crate::node_core::NodeCore;
 
 /// Most entries in one `MergeBatch` call.
@@ -40,7 +41,7 @@ pub(crate) struct ReplicaService {
 fn status(error: ReplicaError) -> Status {
     let message = error.to_string();
     match error {
-        ReplicaError::Joining { .. } => Status::unavailable(message),
+        ReplicaError::Joining { .. } | ReplicaError::Leaving { .. } => Status::unavailable(message),
         ReplicaError::NoSuchSegment { .. } => Status::failed_precondition(message),
         ReplicaError::HintRefused(_) => Status::resource_exhausted(message),
         _ => Status::internal(message),
@@ -90,7 +91,21 @@ impl ReplicaService {
         })
     }
 
+    /// Refuses a copy from a peer while this node is leaving. Its last hand-off round
+    /// ends the leave once it holds nothing; a copy taken after that (from a coordinator
+    /// whose ring still held this node, as a replica or as a hint's stand-in) would leave
+    /// with it. Refused, the copy goes to the coordinator's next node.
+    fn refuse_copies_while_leaving(&self) -> Result<(), Status> {
+        if self.core.membership.local_state() == LocalState::Leaving {
+            return Err(status(ReplicaError::Leaving {
+                node: self.core.me().clone(),
+            }));
+        }
+        Ok(())
+    }
+
     async fn merge_op(&self, request: proto::ReplicaMergeRequest) -> Result<(), Status> {
+        self.refuse_copies_while_leaving()?;
         let key = self.key(request.key)?;
         let state = self.state(&request.state)?;
         let hint_for = match request.hint_for.as_str() {
@@ -213,6 +228,7 @@ impl ReplicaApi for ReplicaService {
         &self,
         request: Request<proto::ReplicaMergeBatchRequest>,
     ) -> Result<Response<proto::ReplicaMergeResponse>, Status> {
+        self.refuse_copies_while_leaving()?;
         let entries = request.into_inner().entries;
         if entries.len() > MERGE_BATCH_ENTRIES_MAX {
             return Err(Status::invalid_argument(format!(

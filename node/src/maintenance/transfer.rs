@@ -52,7 +52,8 @@ pub(crate) const PULL_ATTEMPTS_MAX: u32 = 20;
 pub(crate) struct PullStats {
     /// Ranges pulled.
     pub ranges: usize,
-    /// Keys received.
+    /// Keys received: for each range, the most any one holder sent (copies of a key
+    /// from several holders count once, as nearly as a count without a set can).
     pub keys: u64,
     /// Record bytes received.
     pub bytes: u64,
@@ -157,8 +158,13 @@ async fn pull_range(core: &Arc<NodeCore>, change: &RangeMove) -> Result<PullStat
     };
     for (first, last) in change.range.scan_bounds() {
         let mut pulled = 0;
+        let mut most_keys = 0;
         for source in &live {
-            match pull_interval(core, std::slice::from_ref(source), first, last, &mut stats).await {
+            let mut from_source = PullStats::default();
+            let outcome = pull_interval(core, std::slice::from_ref(source), first, last, &mut from_source).await;
+            stats.bytes += from_source.bytes;
+            most_keys = most_keys.max(from_source.keys);
+            match outcome {
                 Ok(()) => pulled += 1,
                 Err(PullError::Store(e)) => return Err(TransferError::Store(e)),
                 Err(PullError::NoSource { tried }) => {
@@ -166,6 +172,7 @@ async fn pull_range(core: &Arc<NodeCore>, change: &RangeMove) -> Result<PullStat
                 }
             }
         }
+        stats.keys += most_keys;
         if pulled == 0 {
             pull_interval(core, &others, first, last, &mut stats)
                 .await

@@ -129,8 +129,7 @@ fn finding_5_a_leaving_node_hands_its_hints_on() {
 
 /// `count` keys whose three replicas, in a ring of nodes n1..=n`nodes`, leave out `node`.
 fn keys_outside(node: &str, nodes: usize, count: usize) -> Vec<String> {
-    let members = (1..=nodes).map(|i| Member::new(NodeId::new(&format!("n{i}")).expect("a valid id"), VNODES_DEFAULT));
-    let ring = Ring::new(members).expect("a ring");
+    let ring = ring_of(nodes);
     let node = NodeId::new(node).expect("a valid id");
     (0..)
         .map(|i| format!("k{i}"))
@@ -298,8 +297,7 @@ fn finding_2_a_node_removed_while_cut_off_cannot_bring_purged_values_back() {
 /// A key of a ring of nodes n1..=n`nodes` whose preference list starts at `node` (the
 /// node that coordinates its expiry and tombstone GC).
 fn key_first_on(node: &str, nodes: usize) -> String {
-    let members = (1..=nodes).map(|i| Member::new(NodeId::new(&format!("n{i}")).expect("a valid id"), VNODES_DEFAULT));
-    let ring = Ring::new(members).expect("a ring");
+    let ring = ring_of(nodes);
     let node = NodeId::new(node).expect("a valid id");
     (0..)
         .map(|i| format!("k{i}"))
@@ -357,12 +355,7 @@ fn finding_7_a_node_whose_clock_runs_ahead_does_not_expire_values_early() {
         )
         .run()
         .expect("the scenario runs");
-    println!("{report}");
-    assert!(
-        report.clients.values().all(Result::is_ok),
-        "{:?}\n{report}",
-        report.clients
-    );
+    assert_clients_ok(&report);
 }
 
 /// Finding 7, the hybrid clock: a node moved its hybrid clock past any timestamp it saw
@@ -410,12 +403,7 @@ fn finding_7_a_node_whose_clock_runs_ahead_does_not_drag_the_others_clocks_along
         )
         .run()
         .expect("the scenario runs");
-    println!("{report}");
-    assert!(
-        report.clients.values().all(Result::is_ok),
-        "{:?}\n{report}",
-        report.clients
-    );
+    assert_clients_ok(&report);
 }
 
 /// Finding 7, the join: a joining node pulled each range from one old holder, which may
@@ -426,10 +414,6 @@ fn finding_7_a_node_whose_clock_runs_ahead_does_not_drag_the_others_clocks_along
 /// an acknowledged write. A node now pulls from every live old holder.
 #[test]
 fn finding_7_a_joining_node_pulls_from_every_live_holder() {
-    let ring_of = |nodes: usize| {
-        Ring::new((1..=nodes).map(|i| Member::new(NodeId::new(&format!("n{i}")).expect("a valid id"), VNODES_DEFAULT)))
-            .expect("a ring")
-    };
     let (old, new) = (ring_of(3), ring_of(4));
     let id = |name: &str| NodeId::new(name).expect("a valid id");
     // A key n4 takes from n1, whose old preference list asks n3 before n2.
@@ -497,4 +481,21 @@ fn finding_7_a_joining_node_pulls_from_every_live_holder() {
         })
         .collect();
     assert_eq!(values, vec!["v2"], "n4's copy of {key} after its join\n{report}");
+}
+
+/// The ring of nodes n1..=n`nodes` with default weights, as the scenarios place them.
+fn ring_of(nodes: usize) -> Ring {
+    let members = (1..=nodes).map(|i| Member::new(NodeId::new(&format!("n{i}")).expect("a valid id"), VNODES_DEFAULT));
+    Ring::new(members).expect("a ring")
+}
+
+/// Prints the report and fails unless every client of the scenario succeeded (the client
+/// code is where these scenarios check what the fix promises).
+fn assert_clients_ok(report: &ringkv_sim::scenario::ScenarioReport) {
+    println!("{report}");
+    assert!(
+        report.clients.values().all(Result::is_ok),
+        "{:?}\n{report}",
+        report.clients
+    );
 }

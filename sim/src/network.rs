@@ -38,14 +38,32 @@ pub const ACCEPT_BACKLOG_MAX: usize = 32;
 
 /// Accepts turmoil TCP connections on `port` (all of the host's addresses).
 ///
-/// A task accepts at once and queues up to [`ACCEPT_BACKLOG_MAX`] connections for the
-/// server, refusing the rest, as a kernel's listen backlog does: turmoil itself panics
-/// when SYNs pile up unaccepted (while a node is still starting, say). The task stops,
-/// releasing the port, once the stream is dropped.
+/// The port is bound when the server first polls the stream, as a real node binds its
+/// port only once it serves: until then connects are refused at once, instead of being
+/// accepted into a queue nobody reads (requests then hung for the client's keepalive, and
+/// a put the client had given up on was applied when the node began serving: seed
+/// 114317178650). From then on a task accepts at once and queues up to
+/// [`ACCEPT_BACKLOG_MAX`] connections for the server, refusing the rest, as a kernel's
+/// listen backlog does: turmoil itself panics when SYNs pile up unaccepted. A failed bind
+/// is the stream's first item. The task stops, releasing the port, once the stream is
+/// dropped.
 pub async fn incoming(port: u16) -> io::Result<Incoming> {
-    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    // Bound when the server first asks for a connection, not before: a real node binds
+    // its port only once it serves (after discovery), so until then connects are refused
+    // instead of queueing requests nobody answers.
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<NetStream>>(ACCEPT_BACKLOG_MAX);
     tokio::spawn(async move {
+        if wait.await.is_err() {
+            return;
+        }
+        let listener = match turmoil::net::TcpListener::bind(("0.0.0.0", port)).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                let _ = tx.try_send(Err(e));
+                return;
+            }
+        };
         loop {
             tokio::select! {
                 _ = tx.closed() => return,
@@ -59,7 +77,12 @@ pub async fn incoming(port: u16) -> io::Result<Incoming> {
             }
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures::stream::unfold((rx, Some(go)), |(mut rx, go)| async move {
+        if let Some(go) = go {
+            let _ = go.send(());
+        }
+        rx.recv().await.map(|item| (item, (rx, None)))
+    });
     Ok(Box::pin(stream))
 }
 

@@ -9,9 +9,10 @@
 //!
 //! A node that is a member already records so in its data directory, with the gossip
 //! addresses it joined through ([`remember`]). When it restarts and no seed answers
-//! within the join timeout (the whole cluster is restarting, say after a power cut: each
-//! node would wait for another to be up first), it starts as the member it is, gossiping
-//! to those addresses, instead of refusing to start.
+//! when asked once (the whole cluster, or most of it, is restarting, say after a power
+//! cut: each node would wait for another to be up first), it starts as the member it is,
+//! gossiping to those addresses, instead of waiting out the join timeout or refusing to
+//! start.
 
 use std::time::Duration;
 
@@ -118,6 +119,13 @@ pub(crate) async fn discover(
                 Err(SeedAnswer::Refused(e)) => return Err(e),
                 Err(SeedAnswer::Unreachable(e)) => last_error = format!("{seed}: {e}"),
             }
+        }
+        // A member restarting asks each seed once: its seeds may be restarting too, each
+        // asking the others, and none serves before it has its answer. Waiting out the
+        // join timeout here kept a cluster whose members restarted together unavailable
+        // for that long, with enough replicas running (seed 114317178650).
+        if remembered.is_some() {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -482,6 +482,12 @@ impl Run {
             && orphaned_hints(&self.held_hints(), &self.expected_members()).is_empty()
             // A member restarted by the last heal may still be starting: wait for it.
             && self.members_down().is_empty()
+            // And one the last heal resumed (or reconnected) may not have heard the latest
+            // membership yet: wait for every running member's ring to hold the members.
+            && {
+                let expected = self.expected_members();
+                self.member_rings().iter().all(|r| r.members == expected)
+            }
     }
 
     /// The host pairs a partition with `side` on one side cuts.

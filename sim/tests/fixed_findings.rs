@@ -454,10 +454,6 @@ fn finding_7_a_joining_node_pulls_from_every_live_holder() {
         })
         .at(Duration::from_secs(2), Step::Crash(2))
         .at(Duration::from_secs(4), Step::Restart(2))
-        .at(
-            Duration::from_millis(4_900),
-            Step::Snapshot("before the join".to_owned()),
-        )
         .at(Duration::from_secs(5), Step::Crash(0))
         .at(Duration::from_secs(6), Step::Join(3))
         .at(Duration::from_secs(20), Step::Snapshot("after the join".to_owned()))
@@ -465,7 +461,6 @@ fn finding_7_a_joining_node_pulls_from_every_live_holder() {
         .run()
         .expect("the scenario runs");
     println!("{report}");
-    println!("before the join: {:?}", report.snapshot("before the join", &key));
     let n4 = report
         .snapshot("after the join", &key)
         .into_iter()
